@@ -1,0 +1,12 @@
+//! Consult signaling: the versioned JSON protocol (v1) and the WebSocket endpoint that
+//! speaks it. The protocol is documented in `PROTOCOL.md`.
+
+pub mod protocol;
+pub mod rate;
+pub mod service;
+
+pub use protocol::{
+    encode_server_message, parse_client_message, ClientMessage, ErrorCode, ParticipantInfo,
+    ProtocolError, Role, ServerMessage, TrackKind, PROTOCOL_VERSION,
+};
+pub use service::{ws_handler, JoinError, JoinRequest, ParticipantLink, RoomService};

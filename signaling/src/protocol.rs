@@ -1,0 +1,426 @@
+//! Protocol v1 messages and their parsing. Pure: no sockets, no tasks.
+//!
+//! Every message is one JSON object with `"v": 1` and a `"type"` tag. See `PROTOCOL.md`.
+
+use serde::{Deserialize, Serialize};
+
+/// The only protocol version this server speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest accepted client message. An SDP offer with three simulcast layers from Chromium is
+/// about 8 KiB; 64 KiB leaves room for many candidates while bounding memory per connection.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Longest display name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Longest room name, in bytes (room names are ASCII).
+pub const MAX_ROOM_CHARS: usize = 64;
+
+/// Who a participant is in a consult. Decides who may open a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The doctor at the central hospital.
+    Specialist,
+    /// The clinic operator (often with an on-site health worker).
+    Clinic,
+    /// The patient, at the clinic or at home.
+    Patient,
+}
+
+impl Role {
+    /// A patient waits for the clinic or the specialist to open the consult.
+    pub fn may_open_room(self) -> bool {
+        matches!(self, Role::Specialist | Role::Clinic)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackKind {
+    Audio,
+    Video,
+}
+
+/// Messages a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Join {
+        room: String,
+        name: String,
+        role: Role,
+    },
+    /// The client's one offer, right after `joined`: its published tracks.
+    Offer { sdp: String },
+    /// The client's answer to a server offer.
+    Answer { sdp: String },
+    /// A trickled ICE candidate; an empty `candidate` means end of candidates.
+    Candidate {
+        candidate: String,
+        #[serde(default)]
+        sdp_mid: Option<String>,
+        #[serde(default)]
+        sdp_m_line_index: Option<u32>,
+    },
+    Mute { kind: TrackKind, muted: bool },
+    Leave,
+}
+
+impl ClientMessage {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ClientMessage::Join { .. } => "join",
+            ClientMessage::Offer { .. } => "offer",
+            ClientMessage::Answer { .. } => "answer",
+            ClientMessage::Candidate { .. } => "candidate",
+            ClientMessage::Mute { .. } => "mute",
+            ClientMessage::Leave => "leave",
+        }
+    }
+}
+
+/// A participant as other participants see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub participant_id: String,
+    pub name: String,
+    pub role: Role,
+    pub audio_muted: bool,
+    pub video_muted: bool,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Joined {
+        participant_id: String,
+        room: String,
+        participants: Vec<ParticipantInfo>,
+    },
+    Answer {
+        sdp: String,
+    },
+    Offer {
+        sdp: String,
+    },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant_id: String,
+    },
+    /// A remote track is now offered to this client on transceiver `mid`.
+    TrackPublished {
+        participant_id: String,
+        track_id: String,
+        kind: TrackKind,
+        mid: String,
+    },
+    TrackUnpublished {
+        participant_id: String,
+        track_id: String,
+        mid: String,
+    },
+    MuteChanged {
+        participant_id: String,
+        kind: TrackKind,
+        muted: bool,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Error codes: stable strings clients can switch on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or not a JSON object.
+    BadJson,
+    /// The `v` field is missing or not 1.
+    UnsupportedVersion,
+    /// The `type` field is missing or names no message.
+    UnknownType,
+    /// A field is missing, has the wrong type, or an invalid value.
+    InvalidMessage,
+    /// Larger than `MAX_MESSAGE_BYTES`.
+    TooLarge,
+    /// The message is valid but not allowed now (e.g. `offer` before `join`).
+    WrongState,
+    /// The room has not been opened by a clinic operator or specialist yet.
+    UnknownRoom,
+    /// The room already has the maximum number of participants.
+    RoomFull,
+    /// The SDP could not be parsed or negotiated.
+    BadSdp,
+    /// The ICE candidate could not be parsed.
+    BadCandidate,
+    /// Too many messages in a short time.
+    RateLimited,
+    /// The server failed; the message was not applied.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The wire name, e.g. `"bad_json"`, also used as a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnsupportedVersion => "unsupported_version",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::WrongState => "wrong_state",
+            ErrorCode::UnknownRoom => "unknown_room",
+            ErrorCode::RoomFull => "room_full",
+            ErrorCode::BadSdp => "bad_sdp",
+            ErrorCode::BadCandidate => "bad_candidate",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+/// Why a text frame is not a valid client message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("message of {0} bytes is larger than the limit of {MAX_MESSAGE_BYTES} bytes")]
+    TooLarge(usize),
+    #[error("not a JSON object: {0}")]
+    BadJson(String),
+    #[error("missing or unsupported protocol version {0:?}; this server speaks v=1")]
+    UnsupportedVersion(Option<String>),
+    #[error("unknown message type {0:?}")]
+    UnknownType(Option<String>),
+    #[error("invalid {kind} message: {reason}")]
+    Invalid { kind: String, reason: String },
+}
+
+impl ProtocolError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProtocolError::TooLarge(_) => ErrorCode::TooLarge,
+            ProtocolError::BadJson(_) => ErrorCode::BadJson,
+            ProtocolError::UnsupportedVersion(_) => ErrorCode::UnsupportedVersion,
+            ProtocolError::UnknownType(_) => ErrorCode::UnknownType,
+            ProtocolError::Invalid { .. } => ErrorCode::InvalidMessage,
+        }
+    }
+
+    pub fn to_message(&self) -> ServerMessage {
+        ServerMessage::error(self.code(), self.to_string())
+    }
+}
+
+const KNOWN_TYPES: &[&str] = &["join", "offer", "answer", "candidate", "mute", "leave"];
+
+/// Parses and validates one text frame from a client.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(ProtocolError::TooLarge(text.len()));
+    }
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| ProtocolError::BadJson(e.to_string()))?;
+    let serde_json::Value::Object(mut object) = value else {
+        return Err(ProtocolError::BadJson("expected a JSON object".into()));
+    };
+    match object.remove("v") {
+        Some(serde_json::Value::Number(n)) if n.as_u64() == Some(PROTOCOL_VERSION as u64) => {}
+        other => return Err(ProtocolError::UnsupportedVersion(other.map(|v| v.to_string()))),
+    }
+    let kind = match object.get("type") {
+        Some(serde_json::Value::String(s)) if KNOWN_TYPES.contains(&s.as_str()) => s.clone(),
+        Some(serde_json::Value::String(s)) => {
+            return Err(ProtocolError::UnknownType(Some(s.clone())))
+        }
+        _ => return Err(ProtocolError::UnknownType(None)),
+    };
+    let message: ClientMessage = serde_json::from_value(serde_json::Value::Object(object))
+        .map_err(|e| ProtocolError::Invalid {
+            kind: kind.clone(),
+            reason: e.to_string(),
+        })?;
+    validate(&message).map_err(|reason| ProtocolError::Invalid { kind, reason })?;
+    Ok(message)
+}
+
+fn validate(message: &ClientMessage) -> Result<(), String> {
+    match message {
+        ClientMessage::Join { room, name, .. } => {
+            validate_room(room)?;
+            let name = name.trim();
+            if name.is_empty() {
+                return Err("name must not be empty".into());
+            }
+            if name.chars().count() > MAX_NAME_CHARS {
+                return Err(format!("name is longer than {MAX_NAME_CHARS} characters"));
+            }
+            if name.chars().any(char::is_control) {
+                return Err("name must not contain control characters".into());
+            }
+            Ok(())
+        }
+        ClientMessage::Offer { sdp } | ClientMessage::Answer { sdp } => {
+            if sdp.trim().is_empty() {
+                Err("sdp must not be empty".into())
+            } else {
+                Ok(())
+            }
+        }
+        ClientMessage::Candidate { .. } | ClientMessage::Mute { .. } | ClientMessage::Leave => {
+            Ok(())
+        }
+    }
+}
+
+/// Room names appear in links: lowercase ASCII letters, digits and `-`, 1 to 64 long.
+pub fn validate_room(room: &str) -> Result<(), String> {
+    if room.is_empty() || room.len() > MAX_ROOM_CHARS {
+        return Err(format!("room must be 1 to {MAX_ROOM_CHARS} characters long"));
+    }
+    if !room
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        return Err("room may contain only a-z, 0-9 and '-'".into());
+    }
+    Ok(())
+}
+
+/// Serializes a server message with the version field.
+pub fn encode_server_message(message: &ServerMessage) -> String {
+    let mut value = serde_json::to_value(message)
+        .expect("invariant: ServerMessage has only string keys and finite values");
+    if let serde_json::Value::Object(map) = &mut value {
+        map.insert("v".into(), PROTOCOL_VERSION.into());
+    }
+    value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_valid_messages() {
+        let cases: &[(&str, ClientMessage)] = &[
+            (
+                r#"{"v":1,"type":"join","room":"consult-42","name":"Dr Lan","role":"specialist"}"#,
+                ClientMessage::Join {
+                    room: "consult-42".into(),
+                    name: "Dr Lan".into(),
+                    role: Role::Specialist,
+                },
+            ),
+            (
+                r#"{"v":1,"type":"offer","sdp":"v=0\r\n"}"#,
+                ClientMessage::Offer { sdp: "v=0\r\n".into() },
+            ),
+            (
+                r#"{"v":1,"type":"candidate","candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdp_mid":"0"}"#,
+                ClientMessage::Candidate {
+                    candidate: "candidate:1 1 udp 1 127.0.0.1 5000 typ host".into(),
+                    sdp_mid: Some("0".into()),
+                    sdp_m_line_index: None,
+                },
+            ),
+            (
+                r#"{"v":1,"type":"mute","kind":"video","muted":true}"#,
+                ClientMessage::Mute {
+                    kind: TrackKind::Video,
+                    muted: true,
+                },
+            ),
+            (r#"{"v":1,"type":"leave"}"#, ClientMessage::Leave),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(&parse_client_message(text).unwrap(), expected, "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_input_with_the_right_code() {
+        let big = format!(
+            r#"{{"v":1,"type":"offer","sdp":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
+        let cases: &[(&str, ErrorCode)] = &[
+            ("", ErrorCode::BadJson),
+            ("{not json", ErrorCode::BadJson),
+            ("[1,2]", ErrorCode::BadJson),
+            (r#"{"type":"leave"}"#, ErrorCode::UnsupportedVersion),
+            (r#"{"v":2,"type":"leave"}"#, ErrorCode::UnsupportedVersion),
+            (r#"{"v":"1","type":"leave"}"#, ErrorCode::UnsupportedVersion),
+            (r#"{"v":1}"#, ErrorCode::UnknownType),
+            (r#"{"v":1,"type":"dance"}"#, ErrorCode::UnknownType),
+            (r#"{"v":1,"type":7}"#, ErrorCode::UnknownType),
+            (r#"{"v":1,"type":"join","room":"x"}"#, ErrorCode::InvalidMessage),
+            (
+                r#"{"v":1,"type":"join","room":"x","name":"a","role":"admin"}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"v":1,"type":"join","room":"Bad Room","name":"a","role":"patient"}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"v":1,"type":"join","room":"r","name":"  ","role":"patient"}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"v":1,"type":"join","room":"r","name":"a\u0007","role":"patient"}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (r#"{"v":1,"type":"offer","sdp":""}"#, ErrorCode::InvalidMessage),
+            (r#"{"v":1,"type":"mute","kind":"smell","muted":true}"#, ErrorCode::InvalidMessage),
+            (&big, ErrorCode::TooLarge),
+        ];
+        for (text, code) in cases {
+            let err = parse_client_message(text).unwrap_err();
+            assert_eq!(err.code(), *code, "{text:.80}: {err}");
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored_for_additive_changes() {
+        let parsed = parse_client_message(r#"{"v":1,"type":"leave","extra":1}"#).unwrap();
+        assert_eq!(parsed, ClientMessage::Leave);
+    }
+
+    #[test]
+    fn server_messages_carry_the_version() {
+        let text = encode_server_message(&ServerMessage::ParticipantLeft {
+            participant_id: "p1".into(),
+        });
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value["v"], 1);
+        assert_eq!(value["type"], "participant_left");
+        assert_eq!(value["participant_id"], "p1");
+        for code in [ErrorCode::BadJson, ErrorCode::RoomFull, ErrorCode::RateLimited] {
+            let wire = serde_json::to_value(code).unwrap();
+            assert_eq!(wire, code.as_str(), "as_str matches serde");
+        }
+        let err = encode_server_message(&ServerMessage::error(ErrorCode::RoomFull, "full"));
+        assert!(err.contains(r#""code":"room_full""#), "{err}");
+    }
+
+    #[test]
+    fn only_clinic_and_specialist_open_rooms() {
+        assert!(Role::Clinic.may_open_room());
+        assert!(Role::Specialist.may_open_room());
+        assert!(!Role::Patient.may_open_room());
+    }
+}

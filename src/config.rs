@@ -1,0 +1,265 @@
+//! Server configuration: defaults, then a TOML file, then environment, then command line.
+//! Pure: the caller passes the file text, the environment and the arguments.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// HTTP: web client, `/ws`, `/metrics`, `/healthz`.
+    pub http_addr: SocketAddr,
+    /// The one UDP port every peer's media uses.
+    pub udp_addr: SocketAddr,
+    /// The address put in ICE candidates; defaults to the UDP bind address, or 127.0.0.1 when
+    /// that is unspecified (0.0.0.0).
+    pub public_ip: Option<IpAddr>,
+    /// Folder with the web client's files.
+    pub web_root: PathBuf,
+    /// `tracing` filter, e.g. `info` or `consult_sfu=debug,str0m=info`.
+    pub log: String,
+    /// Participants per room.
+    pub max_participants: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
+            udp_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000),
+            public_ip: None,
+            web_root: PathBuf::from("web-client"),
+            log: "info".into(),
+            max_participants: 8,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("config file: {0}")]
+    File(String),
+    #[error("{source_name}: {key} = {value:?} is not a valid {expected}")]
+    Value {
+        source_name: String,
+        key: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("unknown option {0:?} (try --help)")]
+    UnknownOption(String),
+    #[error("option {0} needs a value")]
+    MissingValue(String),
+    #[error("max_participants must be 2 to 8, got {0}")]
+    MaxParticipants(usize),
+}
+
+/// The config file's shape; every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    http_addr: Option<String>,
+    udp_addr: Option<String>,
+    public_ip: Option<String>,
+    web_root: Option<PathBuf>,
+    log: Option<String>,
+    max_participants: Option<usize>,
+}
+
+pub const HELP: &str = "\
+consult-sfu: telehealth consult SFU
+
+Options (each also as env CONSULT_<NAME>, e.g. CONSULT_HTTP_ADDR; the command line wins):
+  --config FILE           TOML file with the same keys (http_addr, udp_addr, ...)
+  --http-addr ADDR        HTTP listen address        [127.0.0.1:8080]
+  --udp-addr ADDR         media UDP listen address   [127.0.0.1:40000]
+  --public-ip IP          address given to browsers in ICE candidates
+  --web-root DIR          web client folder          [web-client]
+  --log FILTER            log filter                 [info]
+  --max-participants N    per room, 2 to 8           [8]
+";
+
+/// What the command line asked for.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    Run(Box<Config>),
+    Help,
+}
+
+/// Builds the config. `read_file` loads the `--config`/`CONSULT_CONFIG` file.
+pub fn load(
+    args: &[String],
+    env: &[(String, String)],
+    read_file: impl Fn(&str) -> Result<String, String>,
+) -> Result<Command, ConfigError> {
+    let mut pairs: Vec<(String, String, String)> = Vec::new(); // (source, key, value)
+    let mut config_file = env
+        .iter()
+        .find(|(k, _)| k == "CONSULT_CONFIG")
+        .map(|(_, v)| v.clone());
+
+    for (k, v) in env {
+        if let Some(name) = k.strip_prefix("CONSULT_") {
+            if name != "CONFIG" {
+                pairs.push((format!("env {k}"), name.to_ascii_lowercase(), v.clone()));
+            }
+        }
+    }
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        if arg == "--help" || arg == "-h" {
+            return Ok(Command::Help);
+        }
+        let Some(name) = arg.strip_prefix("--") else {
+            return Err(ConfigError::UnknownOption(arg.clone()));
+        };
+        let (name, value) = match name.split_once('=') {
+            Some((n, v)) => (n.to_string(), v.to_string()),
+            None => {
+                let v = it
+                    .next()
+                    .ok_or_else(|| ConfigError::MissingValue(arg.clone()))?;
+                (name.to_string(), v.clone())
+            }
+        };
+        if name == "config" {
+            config_file = Some(value);
+        } else {
+            pairs.push((format!("--{name}"), name.replace('-', "_"), value));
+        }
+    }
+
+    let mut config = Config::default();
+    if let Some(path) = config_file {
+        let text = read_file(&path).map_err(|e| ConfigError::File(format!("{path}: {e}")))?;
+        let file: FileConfig =
+            toml::from_str(&text).map_err(|e| ConfigError::File(format!("{path}: {e}")))?;
+        let src = format!("file {path}");
+        let mut file_pairs = Vec::new();
+        let mut push = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                file_pairs.push((src.clone(), k.to_string(), v));
+            }
+        };
+        push("http_addr", file.http_addr);
+        push("udp_addr", file.udp_addr);
+        push("public_ip", file.public_ip);
+        push("web_root", file.web_root.map(|p| p.display().to_string()));
+        push("log", file.log);
+        push("max_participants", file.max_participants.map(|n| n.to_string()));
+        // File first, so env and command line override it.
+        pairs.splice(0..0, file_pairs);
+    }
+
+    for (source_name, key, value) in pairs {
+        let bad = |expected| ConfigError::Value {
+            source_name: source_name.clone(),
+            key: key.clone(),
+            value: value.clone(),
+            expected,
+        };
+        match key.as_str() {
+            "http_addr" => config.http_addr = value.parse().map_err(|_| bad("socket address"))?,
+            "udp_addr" => config.udp_addr = value.parse().map_err(|_| bad("socket address"))?,
+            "public_ip" => config.public_ip = Some(value.parse().map_err(|_| bad("IP address"))?),
+            "web_root" => config.web_root = PathBuf::from(value),
+            "log" => config.log = value,
+            "max_participants" => {
+                config.max_participants = value.parse().map_err(|_| bad("number"))?
+            }
+            _ if source_name.starts_with("env") => {} // other CONSULT_* variables are not ours
+            _ => return Err(ConfigError::UnknownOption(format!("--{key}"))),
+        }
+    }
+    if !(2..=8).contains(&config.max_participants) {
+        return Err(ConfigError::MaxParticipants(config.max_participants));
+    }
+    Ok(Command::Run(Box::new(config)))
+}
+
+impl Config {
+    /// The address browsers are told to send media to.
+    pub fn candidate_ip(&self, bound: SocketAddr) -> IpAddr {
+        self.public_ip.unwrap_or(if bound.ip().is_unspecified() {
+            IpAddr::V4(Ipv4Addr::LOCALHOST)
+        } else {
+            bound.ip()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn run(a: &str, env: &[(&str, &str)], file: Option<&str>) -> Result<Config, ConfigError> {
+        let env: Vec<_> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let file = file.map(String::from);
+        match load(&args(a), &env, |_| file.clone().ok_or("missing".into()))? {
+            Command::Run(c) => Ok(*c),
+            Command::Help => panic!("help"),
+        }
+    }
+
+    #[test]
+    fn defaults_are_localhost() {
+        let c = run("", &[], None).unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.candidate_ip(c.udp_addr).to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn command_line_beats_env_beats_file() {
+        let file = "http_addr = \"0.0.0.0:9000\"\nudp_addr = \"0.0.0.0:5000\"\nlog = \"debug\"";
+        let c = run(
+            "--config x.toml --udp-addr=127.0.0.1:6000",
+            &[("CONSULT_HTTP_ADDR", "127.0.0.1:9100"), ("CONSULT_UDP_ADDR", "127.0.0.1:5500")],
+            Some(file),
+        )
+        .unwrap();
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:9100");
+        assert_eq!(c.udp_addr.to_string(), "127.0.0.1:6000");
+        assert_eq!(c.log, "debug");
+    }
+
+    #[test]
+    fn public_ip_overrides_the_candidate() {
+        let c = run("--udp-addr 0.0.0.0:40000 --public-ip 203.0.113.7", &[], None).unwrap();
+        assert_eq!(c.candidate_ip(c.udp_addr).to_string(), "203.0.113.7");
+        let c = run("--udp-addr 0.0.0.0:40000", &[], None).unwrap();
+        assert_eq!(c.candidate_ip(c.udp_addr).to_string(), "127.0.0.1");
+    }
+
+    #[test]
+    fn bad_input_is_a_clear_error() {
+        let cases: &[(&str, &[(&str, &str)], Option<&str>, &str)] = &[
+            ("--http-addr nonsense", &[], None, "not a valid socket address"),
+            ("--public-ip 1.2.3", &[], None, "not a valid IP address"),
+            ("--bogus 1", &[], None, "unknown option"),
+            ("--log", &[], None, "needs a value"),
+            ("stray", &[], None, "unknown option"),
+            ("--max-participants 20", &[], None, "2 to 8"),
+            ("", &[("CONSULT_UDP_ADDR", "x")], None, "env CONSULT_UDP_ADDR"),
+            ("--config c.toml", &[], Some("port = 1"), "unknown field"),
+            ("--config c.toml", &[], Some("http_addr = ["), "c.toml"),
+            ("--config c.toml", &[], None, "missing"),
+        ];
+        for (a, env, file, want) in cases {
+            let err = run(a, env, *file).unwrap_err().to_string();
+            assert!(err.contains(want), "{a}: {err:?} should mention {want:?}");
+        }
+    }
+
+    #[test]
+    fn help() {
+        assert_eq!(load(&args("--help"), &[], |_| Err(String::new())), Ok(Command::Help));
+    }
+}

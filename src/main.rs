@@ -1,0 +1,53 @@
+use anyhow::Context;
+use consult_sfu::config::{self, Command};
+use consult_sfu::server::{self, Listeners, ServeOptions};
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match config::load(&args, &env, |p| std::fs::read_to_string(p).map_err(|e| e.to_string()))? {
+        Command::Help => {
+            print!("{}", config::HELP);
+            return Ok(());
+        }
+        Command::Run(c) => c,
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log)
+                .with_context(|| format!("log filter {:?}", config.log))?,
+        )
+        .init();
+    str0m::crypto::from_feature_flags().install_process_default();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let listeners = Listeners::bind(&config).await?;
+        let options = ServeOptions::from_config(&config, &listeners);
+        // Scripts and tests wait for this line.
+        println!(
+            "CONSULT_READY http={} udp={}",
+            listeners.http_addr(),
+            listeners.udp_addr()
+        );
+        println!("Open http://{}/ in a browser", listeners.http_addr());
+        server::run(listeners, options, shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("invariant: installing a SIGTERM handler succeeds in a fresh runtime");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

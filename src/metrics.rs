@@ -1,0 +1,89 @@
+//! Prometheus metrics. Counters are atomics: the media path increments them without locks.
+
+use std::sync::LazyLock;
+
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    pub rooms: IntGauge,
+    pub participants: IntGauge,
+    pub tracks: IntGauge,
+    pub rtp_packets_in: IntCounter,
+    pub rtp_bytes_in: IntCounter,
+    pub rtp_packets_out: IntCounter,
+    pub rtp_bytes_out: IntCounter,
+    pub udp_send_dropped: IntCounter,
+    pub udp_recv_dropped: IntCounter,
+    pub nacks_received: IntCounter,
+    pub nacks_sent: IntCounter,
+    pub keyframe_requests_received: IntCounter,
+    pub keyframe_requests_sent: IntCounter,
+    pub keyframe_requests_suppressed: IntCounter,
+    signaling_errors: IntCounterVec,
+}
+
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).expect("invariant: metric names are valid literals");
+    registry
+        .register(Box::new(c.clone()))
+        .expect("invariant: each metric is registered once");
+    c
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("invariant: metric names are valid literals");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("invariant: each metric is registered once");
+    g
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let r = Registry::new();
+        let signaling_errors = IntCounterVec::new(
+            Opts::new(
+                "consult_signaling_errors_total",
+                "Rejected signaling messages, by error code",
+            ),
+            &["code"],
+        )
+        .expect("invariant: metric names are valid literals");
+        r.register(Box::new(signaling_errors.clone()))
+            .expect("invariant: each metric is registered once");
+        Metrics {
+            rooms: gauge(&r, "consult_rooms", "Open rooms (consults)"),
+            participants: gauge(&r, "consult_participants", "Joined participants"),
+            tracks: gauge(&r, "consult_tracks", "Published tracks"),
+            rtp_packets_in: counter(&r, "consult_rtp_packets_in_total", "RTP packets received from publishers"),
+            rtp_bytes_in: counter(&r, "consult_rtp_bytes_in_total", "RTP payload bytes received from publishers"),
+            rtp_packets_out: counter(&r, "consult_rtp_packets_out_total", "RTP packets forwarded to subscribers"),
+            rtp_bytes_out: counter(&r, "consult_rtp_bytes_out_total", "RTP payload bytes forwarded to subscribers"),
+            udp_send_dropped: counter(&r, "consult_udp_send_dropped_total", "Datagrams dropped because the socket was full"),
+            udp_recv_dropped: counter(&r, "consult_udp_recv_dropped_total", "Datagrams dropped: unknown sender or room queue full"),
+            nacks_received: counter(&r, "consult_nacks_received_total", "NACKs received from subscribers (answered from the cache)"),
+            nacks_sent: counter(&r, "consult_nacks_sent_total", "NACKs sent to publishers"),
+            keyframe_requests_received: counter(&r, "consult_keyframe_requests_received_total", "PLI/FIR received from subscribers"),
+            keyframe_requests_sent: counter(&r, "consult_keyframe_requests_sent_total", "PLI/FIR sent to publishers"),
+            keyframe_requests_suppressed: counter(&r, "consult_keyframe_requests_suppressed_total", "Keyframe requests collapsed by the per-publisher throttle"),
+            signaling_errors,
+            registry: r,
+        }
+    }
+
+    pub fn signaling_error(&self, code: &str) {
+        self.signaling_errors.with_label_values(&[code]).inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("invariant: encoding into a Vec cannot fail");
+        String::from_utf8(buf).expect("invariant: the text format is UTF-8")
+    }
+}
+
+pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);

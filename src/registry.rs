@@ -1,0 +1,143 @@
+//! The rooms of this process, and the signaling endpoint's way into them. The lock here is
+//! taken on join and when a room closes, never on the media path.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use signaling::{ClientMessage, ErrorCode, JoinError, JoinRequest, ParticipantLink, RoomService, ServerMessage};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::ids::{ParticipantId, RoomId};
+use crate::metrics::METRICS;
+use crate::room::{self, MediaPlane, RoomCommand, RoomHandle};
+
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    plane: Arc<MediaPlane>,
+    rooms: Mutex<HashMap<RoomId, RoomHandle>>,
+    next_participant: AtomicU64,
+}
+
+impl Registry {
+    pub fn new(plane: Arc<MediaPlane>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                plane,
+                rooms: Mutex::new(HashMap::new()),
+                next_participant: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    pub fn room_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, RoomHandle>> {
+        // A panic while holding this lock leaves the map itself consistent (single inserts
+        // and removes), so a poisoned lock is still usable.
+        self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Closes every room (shutdown): rooms end when their command channel closes.
+    pub fn close_all(&self) {
+        self.lock().clear();
+    }
+}
+
+/// The link from one signaling connection to its participant in a room.
+pub struct RoomLink {
+    participant: ParticipantId,
+    commands: mpsc::UnboundedSender<RoomCommand>,
+    kicked: oneshot::Receiver<()>,
+}
+
+impl ParticipantLink for RoomLink {
+    fn send(&mut self, message: ClientMessage) -> Result<(), ServerMessage> {
+        self.commands
+            .send(RoomCommand::Signal {
+                participant: self.participant,
+                message,
+            })
+            .map_err(|_| ServerMessage::error(ErrorCode::Internal, "the consult has ended"))
+    }
+
+    async fn closed(&mut self) {
+        // Resolves when the room drops the participant (its sender is dropped, never sent).
+        let _ = (&mut self.kicked).await;
+    }
+}
+
+impl Drop for RoomLink {
+    fn drop(&mut self) {
+        let _ = self.commands.send(RoomCommand::Leave {
+            participant: self.participant,
+        });
+    }
+}
+
+impl RoomService for Registry {
+    type Link = RoomLink;
+
+    async fn join(
+        &self,
+        request: JoinRequest,
+        outbox: mpsc::Sender<ServerMessage>,
+    ) -> Result<RoomLink, JoinError> {
+        let participant = ParticipantId(self.inner.next_participant.fetch_add(1, Ordering::Relaxed));
+        let (kick, kicked) = oneshot::channel();
+        let (reply, replied) = oneshot::channel();
+        let room_id = RoomId(request.room.clone());
+        let commands = {
+            let mut rooms = self.lock();
+            let handle = match rooms.get(&room_id) {
+                Some(h) if !h.commands.is_closed() => h.clone(),
+                _ => {
+                    if !request.role.may_open_room() {
+                        return Err(JoinError::UnknownRoom(request.room));
+                    }
+                    let handle = room::spawn(room_id.clone(), self.inner.plane.clone(), self.close_hook(room_id.clone()));
+                    rooms.insert(room_id.clone(), handle.clone());
+                    handle
+                }
+            };
+            // Sent under the lock, so a room closing at this moment sees it (see close_hook).
+            handle
+                .commands
+                .send(RoomCommand::Join { participant, request, outbox, kick, reply })
+                .map_err(|_| JoinError::Unavailable)?;
+            handle.commands
+        };
+        match replied.await {
+            Ok(Ok(())) => Ok(RoomLink { participant, commands, kicked }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(JoinError::Unavailable),
+        }
+    }
+
+    fn on_client_error(&self, code: ErrorCode) {
+        METRICS.signaling_error(code.as_str());
+    }
+}
+
+impl Registry {
+    /// The room asks to close when empty; it may only if no join is queued, checked under the
+    /// same lock joins are sent under.
+    fn close_hook(&self, room_id: RoomId) -> room::CloseHook {
+        let registry = Arc::downgrade(&self.inner);
+        Box::new(move |commands| {
+            let Some(inner) = registry.upgrade() else { return true };
+            let mut rooms = inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
+            if !commands.is_empty() {
+                return false;
+            }
+            rooms.remove(&room_id);
+            true
+        })
+    }
+}

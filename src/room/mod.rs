@@ -1,0 +1,475 @@
+//! A room (one consult) is one task that owns all its participants' `Rtc`s. Nothing in it is
+//! shared with other rooms: the only shared things are the UDP socket (sends need no lock) and
+//! the atomic metrics.
+
+mod media;
+mod negotiation;
+pub mod participant;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signaling::{ClientMessage, ErrorCode, JoinError, JoinRequest, ServerMessage};
+use str0m::media::{KeyframeRequest, MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::RtpPacket;
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use crate::ids::{ParticipantId, RoomId};
+use crate::metrics::METRICS;
+use crate::udp::{Datagram, DemuxCommand, Route, DATAGRAM_QUEUE};
+use participant::Participant;
+
+/// What every room needs from the process.
+#[derive(Debug)]
+pub struct MediaPlane {
+    pub socket: Arc<UdpSocket>,
+    /// The address in our ICE candidate.
+    pub candidate_addr: SocketAddr,
+    pub demux: mpsc::UnboundedSender<DemuxCommand>,
+    pub max_participants: usize,
+}
+
+pub enum RoomCommand {
+    Join {
+        participant: ParticipantId,
+        request: JoinRequest,
+        outbox: mpsc::Sender<ServerMessage>,
+        kick: oneshot::Sender<()>,
+        reply: oneshot::Sender<Result<(), JoinError>>,
+    },
+    Signal {
+        participant: ParticipantId,
+        message: ClientMessage,
+    },
+    Leave {
+        participant: ParticipantId,
+    },
+}
+
+/// The registry's view of a running room.
+#[derive(Debug, Clone)]
+pub struct RoomHandle {
+    pub commands: mpsc::UnboundedSender<RoomCommand>,
+}
+
+/// Called by the room when it has no participants left; returns false if a command arrived
+/// meanwhile and the room must go on.
+pub type CloseHook = Box<dyn Fn(&mut mpsc::UnboundedReceiver<RoomCommand>) -> bool + Send>;
+
+/// Work found while polling one `Rtc` that concerns other participants.
+enum Work {
+    Rtp(ParticipantId, RtpPacket),
+    KeyframeRequest(ParticipantId, KeyframeRequest),
+    MediaAdded(ParticipantId, Mid, MediaKind),
+}
+
+pub struct Room {
+    id: RoomId,
+    plane: Arc<MediaPlane>,
+    participants: Vec<Participant>,
+    datagram_tx: mpsc::Sender<Datagram>,
+    work: VecDeque<Work>,
+}
+
+/// Starts a room task.
+pub fn spawn(id: RoomId, plane: Arc<MediaPlane>, on_empty: CloseHook) -> RoomHandle {
+    let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+    let (datagram_tx, datagram_rx) = mpsc::channel(DATAGRAM_QUEUE);
+    let span = info_span!("room", room = %id.0);
+    let room = Room {
+        id,
+        plane,
+        participants: Vec::new(),
+        datagram_tx,
+        work: VecDeque::new(),
+    };
+    METRICS.rooms.inc();
+    tokio::spawn(room.run(commands_rx, datagram_rx, on_empty).instrument(span));
+    RoomHandle {
+        commands: commands_tx,
+    }
+}
+
+impl Room {
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<RoomCommand>,
+        mut datagrams: mpsc::Receiver<Datagram>,
+        on_empty: CloseHook,
+    ) {
+        info!("room opened");
+        let mut had_participants = false;
+        loop {
+            if self.participants.is_empty() && had_participants {
+                if on_empty(&mut commands) {
+                    break;
+                }
+                had_participants = false;
+            }
+            let deadline = self.next_timeout();
+            tokio::select! {
+                biased;
+                command = commands.recv() => match command {
+                    Some(command) => {
+                        self.handle_command(command);
+                        had_participants |= !self.participants.is_empty();
+                    }
+                    None => break,
+                },
+                Some(datagram) = datagrams.recv() => {
+                    self.handle_datagram(datagram);
+                    // Drain what is queued before the timers: less select overhead under load.
+                    for _ in 0..64 {
+                        match datagrams.try_recv() {
+                            Ok(d) => self.handle_datagram(d),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => self.handle_timeouts(),
+            }
+            self.reap();
+        }
+        for p in std::mem::take(&mut self.participants) {
+            self.forget(&p);
+        }
+        METRICS.rooms.dec();
+        info!("room closed");
+    }
+
+    fn next_timeout(&self) -> Instant {
+        let idle = Instant::now() + Duration::from_secs(1);
+        let throttles = self
+            .participants
+            .iter()
+            .flat_map(|p| p.publications.iter())
+            .filter_map(|p| p.keyframes.poll_timeout());
+        self.participants
+            .iter()
+            .map(|p| p.next_timeout)
+            .chain(throttles)
+            .min()
+            .unwrap_or(idle)
+            .min(idle)
+    }
+
+    fn index(&self, id: ParticipantId) -> Option<usize> {
+        self.participants.iter().position(|p| p.id == id)
+    }
+
+    fn handle_command(&mut self, command: RoomCommand) {
+        match command {
+            RoomCommand::Join {
+                participant,
+                request,
+                outbox,
+                kick,
+                reply,
+            } => {
+                let result = self.join(participant, request, outbox, kick);
+                let _ = reply.send(result);
+            }
+            RoomCommand::Signal {
+                participant,
+                message,
+            } => {
+                let Some(i) = self.index(participant) else {
+                    return;
+                };
+                if let Err((code, text)) = self.handle_signal(i, message) {
+                    METRICS.signaling_error(code.as_str());
+                    self.participants[i].send(ServerMessage::error(code, text));
+                }
+                self.process_work();
+                self.negotiate_all();
+            }
+            RoomCommand::Leave { participant } => {
+                if let Some(i) = self.index(participant) {
+                    self.remove(i, "left");
+                }
+            }
+        }
+    }
+
+    fn join(
+        &mut self,
+        id: ParticipantId,
+        request: JoinRequest,
+        outbox: mpsc::Sender<ServerMessage>,
+        kick: oneshot::Sender<()>,
+    ) -> Result<(), JoinError> {
+        if self.participants.len() >= self.plane.max_participants {
+            return Err(JoinError::RoomFull(self.plane.max_participants));
+        }
+        let now = Instant::now();
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_h264(true)
+            .set_stats_interval(Some(Duration::from_secs(2)))
+            .build(now);
+        let candidate = Candidate::host(self.plane.candidate_addr, "udp")
+            .expect("invariant: the candidate address is a bound UDP socket address");
+        rtc.add_local_candidate(candidate);
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let route = Route {
+            participant: id,
+            inbox: self.datagram_tx.clone(),
+        };
+        let _ = self.plane.demux.send(DemuxCommand::Register {
+            ufrag: ufrag.clone(),
+            route,
+        });
+        let participant = Participant {
+            id,
+            name: request.name,
+            role: request.role,
+            audio_muted: false,
+            video_muted: false,
+            outbox,
+            _kick: kick,
+            rtc,
+            ufrag,
+            offered: false,
+            pending_offer: None,
+            publications: Vec::new(),
+            subscriptions: Vec::new(),
+            next_timeout: now,
+            ice_lost_at: None,
+        };
+        participant.send(ServerMessage::Joined {
+            participant_id: id.to_string(),
+            room: self.id.0.clone(),
+            participants: self.participants.iter().map(Participant::info).collect(),
+        });
+        let info = participant.info();
+        for other in &self.participants {
+            other.send(ServerMessage::ParticipantJoined {
+                participant: info.clone(),
+            });
+        }
+        info!(participant = %id, role = ?participant.role, "joined");
+        self.participants.push(participant);
+        METRICS.participants.inc();
+        Ok(())
+    }
+
+    fn handle_signal(&mut self, i: usize, message: ClientMessage) -> Result<(), (ErrorCode, String)> {
+        match message {
+            ClientMessage::Offer { sdp } => {
+                self.accept_offer(i, &sdp)?;
+                self.drive(i);
+                self.subscribe_to_existing(i);
+                Ok(())
+            }
+            ClientMessage::Answer { sdp } => {
+                self.accept_answer(i, &sdp)?;
+                self.drive(i);
+                Ok(())
+            }
+            ClientMessage::Candidate { candidate, .. } => {
+                let candidate = candidate.trim();
+                let candidate = candidate.strip_prefix("a=").unwrap_or(candidate);
+                if candidate.is_empty() {
+                    return Ok(()); // end of candidates
+                }
+                let parsed = Candidate::from_sdp_string(candidate).map_err(|e| {
+                    (ErrorCode::BadCandidate, format!("cannot parse candidate: {e}"))
+                })?;
+                self.participants[i].rtc.add_remote_candidate(parsed);
+                self.drive(i);
+                Ok(())
+            }
+            ClientMessage::Mute { kind, muted } => {
+                let p = &mut self.participants[i];
+                match kind {
+                    signaling::TrackKind::Audio => p.audio_muted = muted,
+                    signaling::TrackKind::Video => p.video_muted = muted,
+                }
+                let id = p.id.to_string();
+                for other in &self.participants {
+                    other.send(ServerMessage::MuteChanged {
+                        participant_id: id.clone(),
+                        kind,
+                        muted,
+                    });
+                }
+                Ok(())
+            }
+            ClientMessage::Join { .. } | ClientMessage::Leave => {
+                // The connection handles these; they never reach a room.
+                Err((ErrorCode::WrongState, "not expected here".into()))
+            }
+        }
+    }
+
+    fn handle_datagram(&mut self, d: Datagram) {
+        let Some(i) = self.index(d.participant) else {
+            return;
+        };
+        let Ok(contents) = d.data.as_ref().try_into() else {
+            return; // not STUN/DTLS/RTP: ignore, as a NIC would
+        };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source: d.source,
+                destination: self.plane.candidate_addr,
+                contents,
+            },
+        );
+        if let Err(e) = self.participants[i].rtc.handle_input(input) {
+            debug!(participant = %d.participant, "input rejected: {e}");
+        }
+        self.drive(i);
+        self.process_work();
+    }
+
+    fn handle_timeouts(&mut self) {
+        let now = Instant::now();
+        for i in 0..self.participants.len() {
+            if self.participants[i].next_timeout <= now {
+                if let Err(e) = self.participants[i].rtc.handle_input(Input::Timeout(now)) {
+                    debug!("timeout input: {e}");
+                }
+                self.drive(i);
+            }
+        }
+        self.poll_keyframe_throttles(now);
+        self.process_work();
+    }
+
+    /// Polls one `Rtc` until it has nothing more to say now; sends its datagrams and queues the
+    /// work that concerns other participants.
+    fn drive(&mut self, i: usize) {
+        let p = &mut self.participants[i];
+        loop {
+            if !p.rtc.is_alive() {
+                p.next_timeout = Instant::now();
+                return;
+            }
+            let output = match p.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    warn!(participant = %p.id, "rtc failed: {e}");
+                    p.rtc.disconnect();
+                    return;
+                }
+            };
+            match output {
+                Output::Timeout(t) => {
+                    p.next_timeout = t;
+                    return;
+                }
+                Output::Transmit(t) => {
+                    if self
+                        .plane
+                        .socket
+                        .try_send_to(&t.contents, t.destination)
+                        .is_err()
+                    {
+                        METRICS.udp_send_dropped.inc();
+                    }
+                }
+                Output::Event(event) => match event {
+                    Event::RtpPacket(packet) => self.work.push_back(Work::Rtp(p.id, packet)),
+                    Event::KeyframeRequest(req) => {
+                        METRICS.keyframe_requests_received.inc();
+                        self.work.push_back(Work::KeyframeRequest(p.id, req));
+                    }
+                    Event::MediaAdded(added) if added.direction.is_receiving() => {
+                        self.work
+                            .push_back(Work::MediaAdded(p.id, added.mid, added.kind));
+                    }
+                    Event::IceConnectionStateChange(state) => {
+                        debug!(participant = %p.id, ?state, "ice");
+                        match state {
+                            IceConnectionState::Disconnected => {
+                                p.ice_lost_at.get_or_insert_with(Instant::now);
+                            }
+                            IceConnectionState::Connected | IceConnectionState::Completed => {
+                                p.ice_lost_at = None;
+                            }
+                            _ => {}
+                        }
+                    }
+                    Event::Connected => info!(participant = %p.id, "media connected"),
+                    Event::MediaEgressStats(s) => media::on_egress_stats(p, &s),
+                    Event::MediaIngressStats(s) => media::on_ingress_stats(p, &s),
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    fn process_work(&mut self) {
+        while let Some(work) = self.work.pop_front() {
+            match work {
+                Work::Rtp(from, packet) => self.forward(from, packet),
+                Work::KeyframeRequest(from, req) => self.on_keyframe_request(from, req),
+                Work::MediaAdded(from, mid, kind) => self.publish(from, mid, kind),
+            }
+        }
+    }
+
+    /// Drops participants whose media died or who stopped reading signaling.
+    fn reap(&mut self) {
+        let now = Instant::now();
+        let mut i = 0;
+        while i < self.participants.len() {
+            let p = &self.participants[i];
+            let reason = if !p.rtc.is_alive() {
+                Some("media connection closed")
+            } else if p.ice_lost_at.is_some_and(|t| now - t > participant::ICE_GRACE) {
+                Some("media connection lost")
+            } else if p.outbox.is_closed() {
+                Some("signaling closed")
+            } else {
+                None
+            };
+            match reason {
+                Some(reason) => self.remove(i, reason),
+                None => i += 1,
+            }
+        }
+    }
+
+    fn remove(&mut self, i: usize, reason: &str) {
+        let mut p = self.participants.remove(i);
+        info!(participant = %p.id, reason, "removed");
+        if reason != "left" {
+            p.send(ServerMessage::error(
+                ErrorCode::Internal,
+                format!("you were disconnected: {reason}"),
+            ));
+        }
+        p.rtc.disconnect();
+        self.forget(&p);
+        self.unpublish_all(p.id);
+        let id = p.id.to_string();
+        for other in &self.participants {
+            other.send(ServerMessage::ParticipantLeft {
+                participant_id: id.clone(),
+            });
+        }
+        self.negotiate_all();
+        // Dropping `p` drops its kick sender: the connection closes.
+    }
+
+    fn forget(&self, p: &Participant) {
+        let _ = self.plane.demux.send(DemuxCommand::Unregister {
+            ufrag: p.ufrag.clone(),
+        });
+        METRICS.participants.dec();
+        METRICS.tracks.sub(p.publications.len() as i64);
+    }
+}

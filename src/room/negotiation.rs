@@ -1,0 +1,209 @@
+//! Publications, subscriptions and SDP. The client offers once (what it publishes); after that
+//! only the server offers, one outstanding offer per participant, so offers never cross.
+
+use signaling::{ErrorCode, ServerMessage};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use tracing::{info, warn};
+
+use super::participant::{track_kind, Publication, Subscription, SubscriptionState};
+use super::Room;
+use crate::ids::{ParticipantId, TrackId};
+use crate::metrics::METRICS;
+
+type SignalError = (ErrorCode, String);
+
+impl Room {
+    pub(super) fn accept_offer(&mut self, i: usize, sdp: &str) -> Result<(), SignalError> {
+        let p = &mut self.participants[i];
+        if p.offered {
+            return Err((
+                ErrorCode::WrongState,
+                "the client offers once; after that only the server offers".into(),
+            ));
+        }
+        let offer = SdpOffer::from_sdp_string(sdp)
+            .map_err(|e| (ErrorCode::BadSdp, format!("cannot parse offer: {e}")))?;
+        let answer = p
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| (ErrorCode::BadSdp, format!("cannot accept offer: {e}")))?;
+        p.offered = true;
+        p.send(ServerMessage::Answer {
+            sdp: answer.to_sdp_string(),
+        });
+        Ok(())
+    }
+
+    pub(super) fn accept_answer(&mut self, i: usize, sdp: &str) -> Result<(), SignalError> {
+        let p = &mut self.participants[i];
+        let Some(pending) = p.pending_offer.take() else {
+            return Err((ErrorCode::WrongState, "no offer is outstanding".into()));
+        };
+        let answer = match SdpAnswer::from_sdp_string(sdp) {
+            Ok(a) => a,
+            Err(e) => {
+                // Keep the offer outstanding: the client may still send a good answer.
+                p.pending_offer = Some(pending);
+                return Err((ErrorCode::BadSdp, format!("cannot parse answer: {e}")));
+            }
+        };
+        if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
+            // str0m dropped the pending change: offer the same changes again.
+            for s in &mut p.subscriptions {
+                s.state = match s.state {
+                    SubscriptionState::Negotiating(_) => SubscriptionState::ToOpen,
+                    SubscriptionState::Stopping(m) => SubscriptionState::ToStop(m),
+                    other => other,
+                };
+            }
+            return Err((ErrorCode::BadSdp, format!("cannot accept answer: {e}")));
+        }
+        let mut opened = Vec::new();
+        p.subscriptions.retain_mut(|s| match s.state {
+            SubscriptionState::Negotiating(m) if s.publisher_gone => {
+                s.state = SubscriptionState::ToStop(m);
+                true
+            }
+            SubscriptionState::Negotiating(m) => {
+                s.state = SubscriptionState::Open(m);
+                if s.kind == MediaKind::Video {
+                    opened.push(s.track.clone());
+                }
+                true
+            }
+            SubscriptionState::Stopping(_) => false,
+            _ => true,
+        });
+        // A new video subscriber needs a keyframe to start decoding.
+        let now = std::time::Instant::now();
+        for track in opened {
+            self.request_keyframe(&track, now);
+        }
+        Ok(())
+    }
+
+    /// A participant's offer added a track it sends: everyone else subscribes to it.
+    pub(super) fn publish(&mut self, from: ParticipantId, mid: Mid, kind: MediaKind) {
+        let Some(i) = self.index(from) else { return };
+        let track = TrackId {
+            publisher: from,
+            mid,
+        };
+        info!(track = %track, ?kind, "published");
+        self.participants[i].publications.push(Publication {
+            track: track.clone(),
+            kind,
+            keyframes: Default::default(),
+            ssrcs: Vec::new(),
+            nacks_sent: 0,
+        });
+        METRICS.tracks.inc();
+        for (j, s) in self.participants.iter_mut().enumerate() {
+            if j != i {
+                s.subscriptions.push(Subscription::new(track.clone(), kind));
+            }
+        }
+    }
+
+    /// A participant that just offered subscribes to what the others already publish.
+    pub(super) fn subscribe_to_existing(&mut self, i: usize) {
+        let existing: Vec<(TrackId, MediaKind)> = self
+            .participants
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .flat_map(|(_, p)| p.publications.iter().map(|p| (p.track.clone(), p.kind)))
+            .collect();
+        let p = &mut self.participants[i];
+        for (track, kind) in existing {
+            if !p.subscriptions.iter().any(|s| s.track == track) {
+                p.subscriptions.push(Subscription::new(track, kind));
+            }
+        }
+    }
+
+    /// The publisher left: its tracks go from every subscriber.
+    pub(super) fn unpublish_all(&mut self, publisher: ParticipantId) {
+        let publisher_id = publisher.to_string();
+        for s in &mut self.participants {
+            let mut gone = Vec::new();
+            s.subscriptions.retain_mut(|sub| {
+                if sub.track.publisher != publisher {
+                    return true;
+                }
+                match sub.state {
+                    SubscriptionState::ToOpen => return false,
+                    SubscriptionState::Negotiating(_) => sub.publisher_gone = true,
+                    SubscriptionState::Open(m) => sub.state = SubscriptionState::ToStop(m),
+                    SubscriptionState::ToStop(_) | SubscriptionState::Stopping(_) => {}
+                }
+                if let Some(mid) = sub.mid() {
+                    gone.push((sub.track.to_string(), mid));
+                }
+                true
+            });
+            for (track_id, mid) in gone {
+                s.send(ServerMessage::TrackUnpublished {
+                    participant_id: publisher_id.clone(),
+                    track_id,
+                    mid: mid.to_string(),
+                });
+            }
+        }
+    }
+
+    /// Sends an offer to every participant that has changes and no offer outstanding.
+    pub(super) fn negotiate_all(&mut self) {
+        for i in 0..self.participants.len() {
+            self.negotiate(i);
+        }
+    }
+
+    fn negotiate(&mut self, i: usize) {
+        let p = &mut self.participants[i];
+        if !p.offered || p.pending_offer.is_some() || !p.has_negotiation_work() {
+            return;
+        }
+        let mut api = p.rtc.sdp_api();
+        let mut added = Vec::new();
+        for s in &mut p.subscriptions {
+            match s.state {
+                SubscriptionState::ToOpen => {
+                    let stream_id = s.track.publisher.to_string();
+                    let mid = api.add_media(
+                        s.kind,
+                        Direction::SendOnly,
+                        Some(stream_id),
+                        Some(s.track.to_string()),
+                        None,
+                    );
+                    s.state = SubscriptionState::Negotiating(mid);
+                    added.push((s.track.clone(), s.kind, mid));
+                }
+                SubscriptionState::ToStop(mid) => {
+                    api.stop_media(mid);
+                    s.state = SubscriptionState::Stopping(mid);
+                }
+                _ => {}
+            }
+        }
+        let Some((offer, pending)) = api.apply() else {
+            warn!(participant = %p.id, "negotiation had no changes");
+            return;
+        };
+        p.pending_offer = Some(pending);
+        p.send(ServerMessage::Offer {
+            sdp: offer.to_sdp_string(),
+        });
+        for (track, kind, mid) in added {
+            p.send(ServerMessage::TrackPublished {
+                participant_id: track.publisher.to_string(),
+                track_id: track.to_string(),
+                kind: track_kind(kind),
+                mid: mid.to_string(),
+            });
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Wiring: the HTTP listener, the UDP media socket, the rooms. `run` serves until `shutdown`
+//! resolves; tests start it on port 0.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::room::MediaPlane;
+use crate::udp;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot bind HTTP {addr}: {source}")]
+    BindHttp { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot bind UDP {addr}: {source}")]
+    BindUdp { addr: SocketAddr, source: std::io::Error },
+    #[error("HTTP server: {0}")]
+    Http(std::io::Error),
+}
+
+/// Bound sockets, ready to serve.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub udp: UdpSocket,
+}
+
+impl Listeners {
+    pub async fn bind(config: &Config) -> Result<Self, ServerError> {
+        let http = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|source| ServerError::BindHttp { addr: config.http_addr, source })?;
+        let udp = UdpSocket::bind(config.udp_addr)
+            .await
+            .map_err(|source| ServerError::BindUdp { addr: config.udp_addr, source })?;
+        Ok(Self { http, udp })
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http.local_addr().expect("invariant: a bound listener has an address")
+    }
+
+    pub fn udp_addr(&self) -> SocketAddr {
+        self.udp.local_addr().expect("invariant: a bound socket has an address")
+    }
+}
+
+pub struct ServeOptions {
+    pub web_root: PathBuf,
+    pub candidate_addr: SocketAddr,
+    pub max_participants: usize,
+}
+
+impl ServeOptions {
+    pub fn from_config(config: &Config, listeners: &Listeners) -> Self {
+        let udp = listeners.udp_addr();
+        Self {
+            web_root: config.web_root.clone(),
+            candidate_addr: SocketAddr::new(config.candidate_ip(udp), udp.port()),
+            max_participants: config.max_participants,
+        }
+    }
+}
+
+pub async fn run(
+    listeners: Listeners,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let socket = Arc::new(listeners.udp);
+    let (demux_tx, demux_rx) = mpsc::unbounded_channel();
+    let plane = Arc::new(MediaPlane {
+        socket: socket.clone(),
+        candidate_addr: options.candidate_addr,
+        demux: demux_tx,
+        max_participants: options.max_participants,
+    });
+    let registry = Registry::new(plane);
+    let udp_task = tokio::spawn(udp::receive_loop(socket, demux_rx));
+    let app = crate::http::router(registry.clone(), options.web_root);
+    tracing::info!(candidate = %options.candidate_addr, "media plane ready");
+    let result = axum::serve(listeners.http, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServerError::Http);
+    registry.close_all();
+    drop(registry);
+    udp_task.abort();
+    result
+}

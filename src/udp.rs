@@ -1,0 +1,84 @@
+//! The one UDP port: a receive loop that routes datagrams to room tasks. Sending is done by
+//! the rooms themselves on the shared socket (`try_send_to` needs no lock).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+
+use crate::demux::Demux;
+use crate::ids::ParticipantId;
+use crate::metrics::METRICS;
+
+/// A datagram for one participant's `Rtc`.
+#[derive(Debug)]
+pub struct Datagram {
+    pub participant: ParticipantId,
+    pub source: SocketAddr,
+    pub data: Bytes,
+    pub at: Instant,
+}
+
+/// Where a participant's datagrams go.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub participant: ParticipantId,
+    pub inbox: mpsc::Sender<Datagram>,
+}
+
+#[derive(Debug)]
+pub enum DemuxCommand {
+    Register { ufrag: String, route: Route },
+    Unregister { ufrag: String },
+}
+
+/// Room inbox size: about 0.5 s of a busy room's media. Beyond that the room is overloaded and
+/// dropping here is the same as the NIC dropping.
+pub const DATAGRAM_QUEUE: usize = 4096;
+
+const MAX_DATAGRAM: usize = 2048;
+const RECV_CHUNK: usize = 64 * 1024;
+
+/// Runs until `commands` closes (server shutdown).
+pub async fn receive_loop(socket: Arc<UdpSocket>, mut commands: mpsc::UnboundedReceiver<DemuxCommand>) {
+    let mut demux: Demux<Route> = Demux::new();
+    // Datagrams are split off one large buffer, so there is one allocation per ~30 packets
+    // rather than one per packet.
+    let mut buf = BytesMut::with_capacity(RECV_CHUNK);
+    loop {
+        if buf.capacity() - buf.len() < MAX_DATAGRAM {
+            buf = BytesMut::with_capacity(RECV_CHUNK);
+        }
+        tokio::select! {
+            biased;
+            command = commands.recv() => match command {
+                Some(DemuxCommand::Register { ufrag, route }) => demux.register(ufrag, route),
+                Some(DemuxCommand::Unregister { ufrag }) => demux.unregister(&ufrag),
+                None => return,
+            },
+            received = socket.recv_buf_from(&mut buf) => {
+                let (n, source) = match received {
+                    Ok(r) => r,
+                    Err(e) => {
+                        // ICMP port unreachable from a gone peer shows up here on Linux.
+                        tracing::debug!("udp receive: {e}");
+                        buf.clear();
+                        continue;
+                    }
+                };
+                let data = buf.split_to(n).freeze();
+                let Some(route) = demux.route(source, &data) else {
+                    METRICS.udp_recv_dropped.inc();
+                    continue;
+                };
+                let datagram = Datagram { participant: route.participant, source, data, at: Instant::now() };
+                if route.inbox.try_send(datagram).is_err() {
+                    METRICS.udp_recv_dropped.inc();
+                }
+            }
+        }
+    }
+}
