@@ -147,7 +147,10 @@ pub fn load(
         push("public_ip", file.public_ip);
         push("web_root", file.web_root.map(|p| p.display().to_string()));
         push("log", file.log);
-        push("max_participants", file.max_participants.map(|n| n.to_string()));
+        push(
+            "max_participants",
+            file.max_participants.map(|n| n.to_string()),
+        );
         // File first, so env and command line override it.
         pairs.splice(0..0, file_pairs);
     }
@@ -221,7 +224,10 @@ mod tests {
         let file = "http_addr = \"0.0.0.0:9000\"\nudp_addr = \"0.0.0.0:5000\"\nlog = \"debug\"";
         let c = run(
             "--config x.toml --udp-addr=127.0.0.1:6000",
-            &[("CONSULT_HTTP_ADDR", "127.0.0.1:9100"), ("CONSULT_UDP_ADDR", "127.0.0.1:5500")],
+            &[
+                ("CONSULT_HTTP_ADDR", "127.0.0.1:9100"),
+                ("CONSULT_UDP_ADDR", "127.0.0.1:5500"),
+            ],
             Some(file),
         )
         .unwrap();
@@ -232,7 +238,12 @@ mod tests {
 
     #[test]
     fn public_ip_overrides_the_candidate() {
-        let c = run("--udp-addr 0.0.0.0:40000 --public-ip 203.0.113.7", &[], None).unwrap();
+        let c = run(
+            "--udp-addr 0.0.0.0:40000 --public-ip 203.0.113.7",
+            &[],
+            None,
+        )
+        .unwrap();
         assert_eq!(c.candidate_ip(c.udp_addr).to_string(), "203.0.113.7");
         let c = run("--udp-addr 0.0.0.0:40000", &[], None).unwrap();
         assert_eq!(c.candidate_ip(c.udp_addr).to_string(), "127.0.0.1");
@@ -241,13 +252,23 @@ mod tests {
     #[test]
     fn bad_input_is_a_clear_error() {
         let cases: &[(&str, &[(&str, &str)], Option<&str>, &str)] = &[
-            ("--http-addr nonsense", &[], None, "not a valid socket address"),
+            (
+                "--http-addr nonsense",
+                &[],
+                None,
+                "not a valid socket address",
+            ),
             ("--public-ip 1.2.3", &[], None, "not a valid IP address"),
             ("--bogus 1", &[], None, "unknown option"),
             ("--log", &[], None, "needs a value"),
             ("stray", &[], None, "unknown option"),
             ("--max-participants 20", &[], None, "2 to 8"),
-            ("", &[("CONSULT_UDP_ADDR", "x")], None, "env CONSULT_UDP_ADDR"),
+            (
+                "",
+                &[("CONSULT_UDP_ADDR", "x")],
+                None,
+                "env CONSULT_UDP_ADDR",
+            ),
             ("--config c.toml", &[], Some("port = 1"), "unknown field"),
             ("--config c.toml", &[], Some("http_addr = ["), "c.toml"),
             ("--config c.toml", &[], None, "missing"),
@@ -260,6 +281,9 @@ mod tests {
 
     #[test]
     fn help() {
-        assert_eq!(load(&args("--help"), &[], |_| Err(String::new())), Ok(Command::Help));
+        assert_eq!(
+            load(&args("--help"), &[], |_| Err(String::new())),
+            Ok(Command::Help)
+        );
     }
 }

@@ -116,7 +116,11 @@ mod tests {
         truncated.truncate(30);
         assert_eq!(stun_local_ufrag(&truncated), None);
         assert_eq!(stun_local_ufrag(&[0x80; 40]), None, "RTP is not STUN");
-        assert_eq!(stun_local_ufrag(&[0x16, 0xfe, 0xfd]), None, "DTLS is not STUN");
+        assert_eq!(
+            stun_local_ufrag(&[0x16, 0xfe, 0xfd]),
+            None,
+            "DTLS is not STUN"
+        );
         assert_eq!(stun_local_ufrag(&[]), None);
     }
 

@@ -9,10 +9,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::metrics::METRICS;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 
-pub fn router(registry: Registry, web_root: PathBuf) -> Router {
+pub fn router(registry: Registry, metrics: Arc<Metrics>, web_root: PathBuf) -> Router {
     let web_root = Arc::new(web_root);
     let files = Router::new()
         .route("/", get(index))
@@ -21,15 +21,16 @@ pub fn router(registry: Registry, web_root: PathBuf) -> Router {
     Router::new()
         .route("/ws", get(signaling::ws_handler::<Registry>))
         .with_state(registry)
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(render_metrics))
+        .with_state(metrics)
         .route("/healthz", get(|| async { "ok\n" }))
         .merge(files)
 }
 
-async fn metrics() -> impl IntoResponse {
+async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        METRICS.render(),
+        metrics.render(),
     )
 }
 

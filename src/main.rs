@@ -5,7 +5,9 @@ use consult_sfu::server::{self, Listeners, ServeOptions};
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let config = match config::load(&args, &env, |p| std::fs::read_to_string(p).map_err(|e| e.to_string()))? {
+    let config = match config::load(&args, &env, |p| {
+        std::fs::read_to_string(p).map_err(|e| e.to_string())
+    })? {
         Command::Help => {
             print!("{}", config::HELP);
             return Ok(());
@@ -18,9 +20,10 @@ fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("log filter {:?}", config.log))?,
         )
         .init();
-    str0m::crypto::from_feature_flags().install_process_default();
 
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let listeners = Listeners::bind(&config).await?;
         let options = ServeOptions::from_config(&config, &listeners);

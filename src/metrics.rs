@@ -1,7 +1,5 @@
 //! Prometheus metrics. Counters are atomics: the media path increments them without locks.
 
-use std::sync::LazyLock;
-
 use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 pub struct Metrics {
@@ -40,7 +38,7 @@ fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
 }
 
 impl Metrics {
-    fn new() -> Self {
+    pub fn new() -> Self {
         let r = Registry::new();
         let signaling_errors = IntCounterVec::new(
             Opts::new(
@@ -56,17 +54,57 @@ impl Metrics {
             rooms: gauge(&r, "consult_rooms", "Open rooms (consults)"),
             participants: gauge(&r, "consult_participants", "Joined participants"),
             tracks: gauge(&r, "consult_tracks", "Published tracks"),
-            rtp_packets_in: counter(&r, "consult_rtp_packets_in_total", "RTP packets received from publishers"),
-            rtp_bytes_in: counter(&r, "consult_rtp_bytes_in_total", "RTP payload bytes received from publishers"),
-            rtp_packets_out: counter(&r, "consult_rtp_packets_out_total", "RTP packets forwarded to subscribers"),
-            rtp_bytes_out: counter(&r, "consult_rtp_bytes_out_total", "RTP payload bytes forwarded to subscribers"),
-            udp_send_dropped: counter(&r, "consult_udp_send_dropped_total", "Datagrams dropped because the socket was full"),
-            udp_recv_dropped: counter(&r, "consult_udp_recv_dropped_total", "Datagrams dropped: unknown sender or room queue full"),
-            nacks_received: counter(&r, "consult_nacks_received_total", "NACKs received from subscribers (answered from the cache)"),
+            rtp_packets_in: counter(
+                &r,
+                "consult_rtp_packets_in_total",
+                "RTP packets received from publishers",
+            ),
+            rtp_bytes_in: counter(
+                &r,
+                "consult_rtp_bytes_in_total",
+                "RTP payload bytes received from publishers",
+            ),
+            rtp_packets_out: counter(
+                &r,
+                "consult_rtp_packets_out_total",
+                "RTP packets forwarded to subscribers",
+            ),
+            rtp_bytes_out: counter(
+                &r,
+                "consult_rtp_bytes_out_total",
+                "RTP payload bytes forwarded to subscribers",
+            ),
+            udp_send_dropped: counter(
+                &r,
+                "consult_udp_send_dropped_total",
+                "Datagrams dropped because the socket was full",
+            ),
+            udp_recv_dropped: counter(
+                &r,
+                "consult_udp_recv_dropped_total",
+                "Datagrams dropped: unknown sender or room queue full",
+            ),
+            nacks_received: counter(
+                &r,
+                "consult_nacks_received_total",
+                "NACKs received from subscribers (answered from the cache)",
+            ),
             nacks_sent: counter(&r, "consult_nacks_sent_total", "NACKs sent to publishers"),
-            keyframe_requests_received: counter(&r, "consult_keyframe_requests_received_total", "PLI/FIR received from subscribers"),
-            keyframe_requests_sent: counter(&r, "consult_keyframe_requests_sent_total", "PLI/FIR sent to publishers"),
-            keyframe_requests_suppressed: counter(&r, "consult_keyframe_requests_suppressed_total", "Keyframe requests collapsed by the per-publisher throttle"),
+            keyframe_requests_received: counter(
+                &r,
+                "consult_keyframe_requests_received_total",
+                "PLI/FIR received from subscribers",
+            ),
+            keyframe_requests_sent: counter(
+                &r,
+                "consult_keyframe_requests_sent_total",
+                "PLI/FIR sent to publishers",
+            ),
+            keyframe_requests_suppressed: counter(
+                &r,
+                "consult_keyframe_requests_suppressed_total",
+                "Keyframe requests collapsed by the per-publisher throttle",
+            ),
             signaling_errors,
             registry: r,
         }
@@ -86,4 +124,8 @@ impl Metrics {
     }
 }
 
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -5,11 +5,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use signaling::{ClientMessage, ErrorCode, JoinError, JoinRequest, ParticipantLink, RoomService, ServerMessage};
+use signaling::{
+    ClientMessage, ErrorCode, JoinError, JoinRequest, ParticipantLink, RoomService, ServerMessage,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ids::{ParticipantId, RoomId};
-use crate::metrics::METRICS;
 use crate::room::{self, MediaPlane, RoomCommand, RoomHandle};
 
 #[derive(Clone)]
@@ -89,7 +90,8 @@ impl RoomService for Registry {
         request: JoinRequest,
         outbox: mpsc::Sender<ServerMessage>,
     ) -> Result<RoomLink, JoinError> {
-        let participant = ParticipantId(self.inner.next_participant.fetch_add(1, Ordering::Relaxed));
+        let participant =
+            ParticipantId(self.inner.next_participant.fetch_add(1, Ordering::Relaxed));
         let (kick, kicked) = oneshot::channel();
         let (reply, replied) = oneshot::channel();
         let room_id = RoomId(request.room.clone());
@@ -101,7 +103,11 @@ impl RoomService for Registry {
                     if !request.role.may_open_room() {
                         return Err(JoinError::UnknownRoom(request.room));
                     }
-                    let handle = room::spawn(room_id.clone(), self.inner.plane.clone(), self.close_hook(room_id.clone()));
+                    let handle = room::spawn(
+                        room_id.clone(),
+                        self.inner.plane.clone(),
+                        self.close_hook(room_id.clone()),
+                    );
                     rooms.insert(room_id.clone(), handle.clone());
                     handle
                 }
@@ -109,19 +115,29 @@ impl RoomService for Registry {
             // Sent under the lock, so a room closing at this moment sees it (see close_hook).
             handle
                 .commands
-                .send(RoomCommand::Join { participant, request, outbox, kick, reply })
+                .send(RoomCommand::Join {
+                    participant,
+                    request,
+                    outbox,
+                    kick,
+                    reply,
+                })
                 .map_err(|_| JoinError::Unavailable)?;
             handle.commands
         };
         match replied.await {
-            Ok(Ok(())) => Ok(RoomLink { participant, commands, kicked }),
+            Ok(Ok(())) => Ok(RoomLink {
+                participant,
+                commands,
+                kicked,
+            }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(JoinError::Unavailable),
         }
     }
 
     fn on_client_error(&self, code: ErrorCode) {
-        METRICS.signaling_error(code.as_str());
+        self.inner.plane.metrics.signaling_error(code.as_str());
     }
 }
 
@@ -131,7 +147,9 @@ impl Registry {
     fn close_hook(&self, room_id: RoomId) -> room::CloseHook {
         let registry = Arc::downgrade(&self.inner);
         Box::new(move |commands| {
-            let Some(inner) = registry.upgrade() else { return true };
+            let Some(inner) = registry.upgrade() else {
+                return true;
+            };
             let mut rooms = inner.rooms.lock().unwrap_or_else(|e| e.into_inner());
             if !commands.is_empty() {
                 return false;

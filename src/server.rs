@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::room::MediaPlane;
 use crate::udp;
@@ -17,9 +18,15 @@ use crate::udp;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error("cannot bind HTTP {addr}: {source}")]
-    BindHttp { addr: SocketAddr, source: std::io::Error },
+    BindHttp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot bind UDP {addr}: {source}")]
-    BindUdp { addr: SocketAddr, source: std::io::Error },
+    BindUdp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
 }
@@ -34,19 +41,30 @@ impl Listeners {
     pub async fn bind(config: &Config) -> Result<Self, ServerError> {
         let http = TcpListener::bind(config.http_addr)
             .await
-            .map_err(|source| ServerError::BindHttp { addr: config.http_addr, source })?;
-        let udp = UdpSocket::bind(config.udp_addr)
-            .await
-            .map_err(|source| ServerError::BindUdp { addr: config.udp_addr, source })?;
+            .map_err(|source| ServerError::BindHttp {
+                addr: config.http_addr,
+                source,
+            })?;
+        let udp =
+            UdpSocket::bind(config.udp_addr)
+                .await
+                .map_err(|source| ServerError::BindUdp {
+                    addr: config.udp_addr,
+                    source,
+                })?;
         Ok(Self { http, udp })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
-        self.http.local_addr().expect("invariant: a bound listener has an address")
+        self.http
+            .local_addr()
+            .expect("invariant: a bound listener has an address")
     }
 
     pub fn udp_addr(&self) -> SocketAddr {
-        self.udp.local_addr().expect("invariant: a bound socket has an address")
+        self.udp
+            .local_addr()
+            .expect("invariant: a bound socket has an address")
     }
 }
 
@@ -72,17 +90,21 @@ pub async fn run(
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    // Idempotent; str0m is built without a default provider (no `default-features`).
+    str0m::crypto::from_feature_flags().install_process_default();
     let socket = Arc::new(listeners.udp);
     let (demux_tx, demux_rx) = mpsc::unbounded_channel();
+    let metrics = Arc::new(Metrics::new());
     let plane = Arc::new(MediaPlane {
         socket: socket.clone(),
         candidate_addr: options.candidate_addr,
         demux: demux_tx,
         max_participants: options.max_participants,
+        metrics: metrics.clone(),
     });
     let registry = Registry::new(plane);
-    let udp_task = tokio::spawn(udp::receive_loop(socket, demux_rx));
-    let app = crate::http::router(registry.clone(), options.web_root);
+    let udp_task = tokio::spawn(udp::receive_loop(socket, demux_rx, metrics.clone()));
+    let app = crate::http::router(registry.clone(), metrics, options.web_root);
     tracing::info!(candidate = %options.candidate_addr, "media plane ready");
     let result = axum::serve(listeners.http, app)
         .with_graceful_shutdown(shutdown)

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::demux::Demux;
 use crate::ids::ParticipantId;
-use crate::metrics::METRICS;
+use crate::metrics::Metrics;
 
 /// A datagram for one participant's `Rtc`.
 #[derive(Debug)]
@@ -43,7 +43,11 @@ const MAX_DATAGRAM: usize = 2048;
 const RECV_CHUNK: usize = 64 * 1024;
 
 /// Runs until `commands` closes (server shutdown).
-pub async fn receive_loop(socket: Arc<UdpSocket>, mut commands: mpsc::UnboundedReceiver<DemuxCommand>) {
+pub async fn receive_loop(
+    socket: Arc<UdpSocket>,
+    mut commands: mpsc::UnboundedReceiver<DemuxCommand>,
+    metrics: Arc<Metrics>,
+) {
     let mut demux: Demux<Route> = Demux::new();
     // Datagrams are split off one large buffer, so there is one allocation per ~30 packets
     // rather than one per packet.
@@ -71,12 +75,12 @@ pub async fn receive_loop(socket: Arc<UdpSocket>, mut commands: mpsc::UnboundedR
                 };
                 let data = buf.split_to(n).freeze();
                 let Some(route) = demux.route(source, &data) else {
-                    METRICS.udp_recv_dropped.inc();
+                    metrics.udp_recv_dropped.inc();
                     continue;
                 };
                 let datagram = Datagram { participant: route.participant, source, data, at: Instant::now() };
                 if route.inbox.try_send(datagram).is_err() {
-                    METRICS.udp_recv_dropped.inc();
+                    metrics.udp_recv_dropped.inc();
                 }
             }
         }

@@ -53,9 +53,13 @@ pub enum ClientMessage {
         role: Role,
     },
     /// The client's one offer, right after `joined`: its published tracks.
-    Offer { sdp: String },
+    Offer {
+        sdp: String,
+    },
     /// The client's answer to a server offer.
-    Answer { sdp: String },
+    Answer {
+        sdp: String,
+    },
     /// A trickled ICE candidate; an empty `candidate` means end of candidates.
     Candidate {
         candidate: String,
@@ -64,7 +68,10 @@ pub enum ClientMessage {
         #[serde(default)]
         sdp_m_line_index: Option<u32>,
     },
-    Mute { kind: TrackKind, muted: bool },
+    Mute {
+        kind: TrackKind,
+        muted: bool,
+    },
     Leave,
 }
 
@@ -239,7 +246,11 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
     };
     match object.remove("v") {
         Some(serde_json::Value::Number(n)) if n.as_u64() == Some(PROTOCOL_VERSION as u64) => {}
-        other => return Err(ProtocolError::UnsupportedVersion(other.map(|v| v.to_string()))),
+        other => {
+            return Err(ProtocolError::UnsupportedVersion(
+                other.map(|v| v.to_string()),
+            ))
+        }
     }
     let kind = match object.get("type") {
         Some(serde_json::Value::String(s)) if KNOWN_TYPES.contains(&s.as_str()) => s.clone(),
@@ -289,7 +300,9 @@ fn validate(message: &ClientMessage) -> Result<(), String> {
 /// Room names appear in links: lowercase ASCII letters, digits and `-`, 1 to 64 long.
 pub fn validate_room(room: &str) -> Result<(), String> {
     if room.is_empty() || room.len() > MAX_ROOM_CHARS {
-        return Err(format!("room must be 1 to {MAX_ROOM_CHARS} characters long"));
+        return Err(format!(
+            "room must be 1 to {MAX_ROOM_CHARS} characters long"
+        ));
     }
     if !room
         .bytes()
@@ -327,7 +340,9 @@ mod tests {
             ),
             (
                 r#"{"v":1,"type":"offer","sdp":"v=0\r\n"}"#,
-                ClientMessage::Offer { sdp: "v=0\r\n".into() },
+                ClientMessage::Offer {
+                    sdp: "v=0\r\n".into(),
+                },
             ),
             (
                 r#"{"v":1,"type":"candidate","candidate":"candidate:1 1 udp 1 127.0.0.1 5000 typ host","sdp_mid":"0"}"#,
@@ -367,7 +382,10 @@ mod tests {
             (r#"{"v":1}"#, ErrorCode::UnknownType),
             (r#"{"v":1,"type":"dance"}"#, ErrorCode::UnknownType),
             (r#"{"v":1,"type":7}"#, ErrorCode::UnknownType),
-            (r#"{"v":1,"type":"join","room":"x"}"#, ErrorCode::InvalidMessage),
+            (
+                r#"{"v":1,"type":"join","room":"x"}"#,
+                ErrorCode::InvalidMessage,
+            ),
             (
                 r#"{"v":1,"type":"join","room":"x","name":"a","role":"admin"}"#,
                 ErrorCode::InvalidMessage,
@@ -384,8 +402,14 @@ mod tests {
                 r#"{"v":1,"type":"join","room":"r","name":"a\u0007","role":"patient"}"#,
                 ErrorCode::InvalidMessage,
             ),
-            (r#"{"v":1,"type":"offer","sdp":""}"#, ErrorCode::InvalidMessage),
-            (r#"{"v":1,"type":"mute","kind":"smell","muted":true}"#, ErrorCode::InvalidMessage),
+            (
+                r#"{"v":1,"type":"offer","sdp":""}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"v":1,"type":"mute","kind":"smell","muted":true}"#,
+                ErrorCode::InvalidMessage,
+            ),
             (&big, ErrorCode::TooLarge),
         ];
         for (text, code) in cases {
@@ -409,7 +433,11 @@ mod tests {
         assert_eq!(value["v"], 1);
         assert_eq!(value["type"], "participant_left");
         assert_eq!(value["participant_id"], "p1");
-        for code in [ErrorCode::BadJson, ErrorCode::RoomFull, ErrorCode::RateLimited] {
+        for code in [
+            ErrorCode::BadJson,
+            ErrorCode::RoomFull,
+            ErrorCode::RateLimited,
+        ] {
             let wire = serde_json::to_value(code).unwrap();
             assert_eq!(wire, code.as_str(), "as_str matches serde");
         }

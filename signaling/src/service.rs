@@ -77,7 +77,10 @@ pub trait RoomService: Clone + Send + Sync + 'static {
 }
 
 /// Axum handler for `GET /ws`.
-pub async fn ws_handler<S: RoomService>(ws: WebSocketUpgrade, State(service): State<S>) -> Response {
+pub async fn ws_handler<S: RoomService>(
+    ws: WebSocketUpgrade,
+    State(service): State<S>,
+) -> Response {
     // Frames above the protocol limit still arrive whole (up to 4x), so the client gets a
     // `too_large` error instead of a dropped connection.
     ws.max_message_size(4 * MAX_MESSAGE_BYTES)

@@ -66,7 +66,9 @@ fn h264_has_keyframe(p: &[u8]) -> bool {
             }
             false
         }
-        28 => p.get(1).is_some_and(|&fu| fu & 0x80 != 0 && is_key(fu & 0x1F)),
+        28 => p
+            .get(1)
+            .is_some_and(|&fu| fu & 0x80 != 0 && is_key(fu & 0x1F)),
         _ => false,
     }
 }
@@ -84,8 +86,16 @@ mod tests {
             (&[0x11, 0x00], false, "partition 1"),
             (&[0x90, 0x80, 0x12, 0x00], true, "7-bit picture id"),
             (&[0x90, 0x80, 0x92, 0x34, 0x00], true, "15-bit picture id"),
-            (&[0x90, 0xE0, 0x92, 0x34, 0x05, 0x20, 0x00], true, "picid, tl0picidx, tid"),
-            (&[0x90, 0xE0, 0x92, 0x34, 0x05, 0x20, 0x01], false, "same, interframe"),
+            (
+                &[0x90, 0xE0, 0x92, 0x34, 0x05, 0x20, 0x00],
+                true,
+                "picid, tl0picidx, tid",
+            ),
+            (
+                &[0x90, 0xE0, 0x92, 0x34, 0x05, 0x20, 0x01],
+                false,
+                "same, interframe",
+            ),
             (&[0x90, 0xE0, 0x92], false, "truncated"),
             (&[], false, "empty"),
         ];
@@ -100,7 +110,11 @@ mod tests {
             (&[0x65, 0x88], true, "IDR slice"),
             (&[0x67, 0x42], true, "SPS"),
             (&[0x41, 0x9a], false, "non-IDR slice"),
-            (&[0x18, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce], true, "STAP-A with SPS"),
+            (
+                &[0x18, 0x00, 0x02, 0x67, 0x42, 0x00, 0x02, 0x68, 0xce],
+                true,
+                "STAP-A with SPS",
+            ),
             (&[0x18, 0x00, 0x02, 0x41, 0x9a], false, "STAP-A without"),
             (&[0x18, 0x00, 0x09, 0x67], false, "STAP-A truncated"),
             (&[0x7c, 0x85, 0x88], true, "FU-A start of IDR"),

@@ -69,7 +69,8 @@ impl Rewriter {
                 let elapsed = p.arrival.saturating_duration_since(last);
                 let ticks = (elapsed.as_secs_f64() * self.clock_rate as f64) as u64;
                 // At least one tick, so the decoder sees a new frame.
-                self.last_ts.wrapping_add(ticks.clamp(1, u32::MAX as u64 / 2) as u32)
+                self.last_ts
+                    .wrapping_add(ticks.clamp(1, u32::MAX as u64 / 2) as u32)
             }
         };
         self.source = Some(Source {
@@ -142,9 +143,21 @@ mod tests {
         let mut r = Rewriter::new(90_000, 100);
         // The source has wrapped twice already: extended seq above 2^17.
         let first = r.switch_to(pkt(t0, 200_000, 5_000, 0));
-        assert_eq!(first, OutPacket { seq: 101, ts: 5_000 });
+        assert_eq!(
+            first,
+            OutPacket {
+                seq: 101,
+                ts: 5_000
+            }
+        );
         let next = r.rewrite(pkt(t0, 200_001, 8_000, 33)).unwrap();
-        assert_eq!(next, OutPacket { seq: 102, ts: 8_000 });
+        assert_eq!(
+            next,
+            OutPacket {
+                seq: 102,
+                ts: 8_000
+            }
+        );
         // Reordered packet of the same source, newer than the switch.
         assert_eq!(r.rewrite(pkt(t0, 200_000, 5_000, 34)).unwrap().seq, 101);
         // Older than the switch: never seen by this subscriber.
@@ -165,7 +178,13 @@ mod tests {
         let last_ts = 1_000 + 3_000 * 9;
         assert_eq!(out.ts, last_ts + 2_970, "advanced by 33 ms at 90 kHz");
         let after = r.rewrite(pkt(t0, 50_001, 4_000_003_000, 363)).unwrap();
-        assert_eq!(after, OutPacket { seq: 12, ts: last_ts + 2_970 + 3_000 });
+        assert_eq!(
+            after,
+            OutPacket {
+                seq: 12,
+                ts: last_ts + 2_970 + 3_000
+            }
+        );
         // Late packets of the old source are dropped, not sent with wrong numbers.
         assert_eq!(r.rewrite(pkt(t0, 19, 28_000, 364)), None);
     }
@@ -178,7 +197,12 @@ mod tests {
         let mut last = None;
         for i in 1..20u64 {
             let out = r
-                .rewrite(pkt(t0, 7 + i, (u32::MAX - 960).wrapping_add(960 * i as u32), 20 * i))
+                .rewrite(pkt(
+                    t0,
+                    7 + i,
+                    (u32::MAX - 960).wrapping_add(960 * i as u32),
+                    20 * i,
+                ))
                 .unwrap();
             assert_eq!(out.seq, 65_531 + i, "extended seq continues past 65535");
             last = Some(out);

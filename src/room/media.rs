@@ -13,7 +13,7 @@ use crate::forward::codec::is_keyframe_start;
 use crate::forward::keyframe::Decision;
 use crate::forward::rewrite::InPacket;
 use crate::ids::{ParticipantId, TrackId};
-use crate::metrics::METRICS;
+use crate::metrics::Metrics;
 
 /// Audio streams go quiet with Opus DTX; without this str0m reports them paused after 1.5 s.
 const AUDIO_PAUSE_THRESHOLD: Duration = Duration::from_secs(3600);
@@ -28,9 +28,14 @@ impl Room {
             None => {
                 // First packet of this SSRC: learn which track it belongs to.
                 let mut api = publisher.rtc.direct_api();
-                let Some(stream) = api.stream_rx(&ssrc) else { return };
+                let Some(stream) = api.stream_rx(&ssrc) else {
+                    return;
+                };
                 let mid = stream.mid();
-                let Some(k) = publisher.publications.iter().position(|p| p.track.mid == mid)
+                let Some(k) = publisher
+                    .publications
+                    .iter()
+                    .position(|p| p.track.mid == mid)
                 else {
                     return;
                 };
@@ -44,8 +49,11 @@ impl Room {
         let Some(params) = publisher.params_for(packet.header.payload_type) else {
             return;
         };
-        METRICS.rtp_packets_in.inc();
-        METRICS.rtp_bytes_in.inc_by(packet.payload.len() as u64);
+        self.plane.metrics.rtp_packets_in.inc();
+        self.plane
+            .metrics
+            .rtp_bytes_in
+            .inc_by(packet.payload.len() as u64);
         let publication = &mut publisher.publications[pub_index];
         let kind = publication.kind;
         let track = publication.track.clone();
@@ -104,13 +112,22 @@ impl Room {
                 continue;
             };
             stream.write_rtp(
-                RtpWrite::new(pt, out.seq.into(), out.ts, packet.timestamp, packet.payload.clone())
-                    .marker(packet.header.marker)
-                    .ext_vals(packet.header.ext_vals.clone())
-                    .nackable(kind == MediaKind::Video),
+                RtpWrite::new(
+                    pt,
+                    out.seq.into(),
+                    out.ts,
+                    packet.timestamp,
+                    packet.payload.clone(),
+                )
+                .marker(packet.header.marker)
+                .ext_vals(packet.header.ext_vals.clone())
+                .nackable(kind == MediaKind::Video),
             );
-            METRICS.rtp_packets_out.inc();
-            METRICS.rtp_bytes_out.inc_by(packet.payload.len() as u64);
+            self.plane.metrics.rtp_packets_out.inc();
+            self.plane
+                .metrics
+                .rtp_bytes_out
+                .inc_by(packet.payload.len() as u64);
             self.drive(j);
         }
         if wants_keyframe {
@@ -134,7 +151,9 @@ impl Room {
 
     /// Asks the publisher of `track` for a keyframe, unless one was asked for very recently.
     pub(super) fn request_keyframe(&mut self, track: &TrackId, now: Instant) {
-        let Some(i) = self.index(track.publisher) else { return };
+        let Some(i) = self.index(track.publisher) else {
+            return;
+        };
         let p = &mut self.participants[i];
         let Some(publication) = p.publications.iter_mut().find(|x| &x.track == track) else {
             return;
@@ -144,10 +163,10 @@ impl Room {
         }
         match publication.keyframes.on_request(now) {
             Decision::Send => {
-                send_pli(p, track);
+                send_pli(p, track, &self.plane.metrics);
                 self.drive(i);
             }
-            Decision::Suppressed => METRICS.keyframe_requests_suppressed.inc(),
+            Decision::Suppressed => self.plane.metrics.keyframe_requests_suppressed.inc(),
         }
     }
 
@@ -164,14 +183,14 @@ impl Room {
                 continue;
             }
             for track in &due {
-                send_pli(p, track);
+                send_pli(p, track, &self.plane.metrics);
             }
             self.drive(i);
         }
     }
 }
 
-fn send_pli(p: &mut Participant, track: &TrackId) {
+fn send_pli(p: &mut Participant, track: &TrackId, metrics: &Metrics) {
     let mut api = p.rtc.direct_api();
     // Every layer of the track: each is an independent encoder.
     let mut any = false;
@@ -194,24 +213,24 @@ fn send_pli(p: &mut Participant, track: &TrackId) {
         }
     }
     if any {
-        METRICS.keyframe_requests_sent.inc();
+        metrics.keyframe_requests_sent.inc();
     }
 }
 
-pub(super) fn on_egress_stats(p: &mut Participant, s: &MediaEgressStats) {
+pub(super) fn on_egress_stats(p: &mut Participant, s: &MediaEgressStats, metrics: &Metrics) {
     if let Some(sub) = p.subscriptions.iter_mut().find(|x| x.mid() == Some(s.mid)) {
         if s.nacks > sub.nacks_received {
-            METRICS.nacks_received.inc_by(s.nacks - sub.nacks_received);
+            metrics.nacks_received.inc_by(s.nacks - sub.nacks_received);
             sub.nacks_received = s.nacks;
         }
         sub.keyframes_received = s.plis + s.firs;
     }
 }
 
-pub(super) fn on_ingress_stats(p: &mut Participant, s: &MediaIngressStats) {
+pub(super) fn on_ingress_stats(p: &mut Participant, s: &MediaIngressStats, metrics: &Metrics) {
     if let Some(publication) = p.publications.iter_mut().find(|x| x.track.mid == s.mid) {
         if s.nacks > publication.nacks_sent {
-            METRICS.nacks_sent.inc_by(s.nacks - publication.nacks_sent);
+            metrics.nacks_sent.inc_by(s.nacks - publication.nacks_sent);
             publication.nacks_sent = s.nacks;
         }
     }

@@ -21,18 +21,18 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, info_span, warn, Instrument};
 
 use crate::ids::{ParticipantId, RoomId};
-use crate::metrics::METRICS;
+use crate::metrics::Metrics;
 use crate::udp::{Datagram, DemuxCommand, Route, DATAGRAM_QUEUE};
 use participant::Participant;
 
 /// What every room needs from the process.
-#[derive(Debug)]
 pub struct MediaPlane {
     pub socket: Arc<UdpSocket>,
     /// The address in our ICE candidate.
     pub candidate_addr: SocketAddr,
     pub demux: mpsc::UnboundedSender<DemuxCommand>,
     pub max_participants: usize,
+    pub metrics: Arc<Metrics>,
 }
 
 pub enum RoomCommand {
@@ -89,8 +89,11 @@ pub fn spawn(id: RoomId, plane: Arc<MediaPlane>, on_empty: CloseHook) -> RoomHan
         datagram_tx,
         work: VecDeque::new(),
     };
-    METRICS.rooms.inc();
-    tokio::spawn(room.run(commands_rx, datagram_rx, on_empty).instrument(span));
+    room.plane.metrics.rooms.inc();
+    tokio::spawn(
+        room.run(commands_rx, datagram_rx, on_empty)
+            .instrument(span),
+    );
     RoomHandle {
         commands: commands_tx,
     }
@@ -139,7 +142,7 @@ impl Room {
         for p in std::mem::take(&mut self.participants) {
             self.forget(&p);
         }
-        METRICS.rooms.dec();
+        self.plane.metrics.rooms.dec();
         info!("room closed");
     }
 
@@ -183,7 +186,7 @@ impl Room {
                     return;
                 };
                 if let Err((code, text)) = self.handle_signal(i, message) {
-                    METRICS.signaling_error(code.as_str());
+                    self.plane.metrics.signaling_error(code.as_str());
                     self.participants[i].send(ServerMessage::error(code, text));
                 }
                 self.process_work();
@@ -258,11 +261,15 @@ impl Room {
         }
         info!(participant = %id, role = ?participant.role, "joined");
         self.participants.push(participant);
-        METRICS.participants.inc();
+        self.plane.metrics.participants.inc();
         Ok(())
     }
 
-    fn handle_signal(&mut self, i: usize, message: ClientMessage) -> Result<(), (ErrorCode, String)> {
+    fn handle_signal(
+        &mut self,
+        i: usize,
+        message: ClientMessage,
+    ) -> Result<(), (ErrorCode, String)> {
         match message {
             ClientMessage::Offer { sdp } => {
                 self.accept_offer(i, &sdp)?;
@@ -282,7 +289,10 @@ impl Room {
                     return Ok(()); // end of candidates
                 }
                 let parsed = Candidate::from_sdp_string(candidate).map_err(|e| {
-                    (ErrorCode::BadCandidate, format!("cannot parse candidate: {e}"))
+                    (
+                        ErrorCode::BadCandidate,
+                        format!("cannot parse candidate: {e}"),
+                    )
                 })?;
                 self.participants[i].rtc.add_remote_candidate(parsed);
                 self.drive(i);
@@ -377,13 +387,13 @@ impl Room {
                         .try_send_to(&t.contents, t.destination)
                         .is_err()
                     {
-                        METRICS.udp_send_dropped.inc();
+                        self.plane.metrics.udp_send_dropped.inc();
                     }
                 }
                 Output::Event(event) => match event {
                     Event::RtpPacket(packet) => self.work.push_back(Work::Rtp(p.id, packet)),
                     Event::KeyframeRequest(req) => {
-                        METRICS.keyframe_requests_received.inc();
+                        self.plane.metrics.keyframe_requests_received.inc();
                         self.work.push_back(Work::KeyframeRequest(p.id, req));
                     }
                     Event::MediaAdded(added) if added.direction.is_receiving() => {
@@ -403,8 +413,12 @@ impl Room {
                         }
                     }
                     Event::Connected => info!(participant = %p.id, "media connected"),
-                    Event::MediaEgressStats(s) => media::on_egress_stats(p, &s),
-                    Event::MediaIngressStats(s) => media::on_ingress_stats(p, &s),
+                    Event::MediaEgressStats(s) => {
+                        media::on_egress_stats(p, &s, &self.plane.metrics)
+                    }
+                    Event::MediaIngressStats(s) => {
+                        media::on_ingress_stats(p, &s, &self.plane.metrics)
+                    }
                     _ => {}
                 },
             }
@@ -429,7 +443,10 @@ impl Room {
             let p = &self.participants[i];
             let reason = if !p.rtc.is_alive() {
                 Some("media connection closed")
-            } else if p.ice_lost_at.is_some_and(|t| now - t > participant::ICE_GRACE) {
+            } else if p
+                .ice_lost_at
+                .is_some_and(|t| now - t > participant::ICE_GRACE)
+            {
                 Some("media connection lost")
             } else if p.outbox.is_closed() {
                 Some("signaling closed")
@@ -469,7 +486,7 @@ impl Room {
         let _ = self.plane.demux.send(DemuxCommand::Unregister {
             ufrag: p.ufrag.clone(),
         });
-        METRICS.participants.dec();
-        METRICS.tracks.sub(p.publications.len() as i64);
+        self.plane.metrics.participants.dec();
+        self.plane.metrics.tracks.sub(p.publications.len() as i64);
     }
 }

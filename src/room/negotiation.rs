@@ -9,7 +9,6 @@ use tracing::{info, warn};
 use super::participant::{track_kind, Publication, Subscription, SubscriptionState};
 use super::Room;
 use crate::ids::{ParticipantId, TrackId};
-use crate::metrics::METRICS;
 
 type SignalError = (ErrorCode, String);
 
@@ -24,6 +23,12 @@ impl Room {
         }
         let offer = SdpOffer::from_sdp_string(sdp)
             .map_err(|e| (ErrorCode::BadSdp, format!("cannot parse offer: {e}")))?;
+        let mids: Vec<Mid> = offer
+            .media_lines
+            .iter()
+            .filter(|m| !m.disabled)
+            .map(|m| m.mid())
+            .collect();
         let answer = p
             .rtc
             .sdp_api()
@@ -33,6 +38,18 @@ impl Room {
         p.send(ServerMessage::Answer {
             sdp: answer.to_sdp_string(),
         });
+        // Publish now rather than on str0m's `MediaAdded` (which waits for DTLS), so the
+        // others negotiate while this participant's connection is still being set up.
+        let from = p.id;
+        let published: Vec<(Mid, MediaKind)> = mids
+            .into_iter()
+            .filter_map(|mid| p.rtc.media(mid))
+            .filter(|m| m.direction().is_receiving())
+            .map(|m| (m.mid(), m.kind()))
+            .collect();
+        for (mid, kind) in published {
+            self.publish(from, mid, kind);
+        }
         Ok(())
     }
 
@@ -87,6 +104,13 @@ impl Room {
     /// A participant's offer added a track it sends: everyone else subscribes to it.
     pub(super) fn publish(&mut self, from: ParticipantId, mid: Mid, kind: MediaKind) {
         let Some(i) = self.index(from) else { return };
+        if self.participants[i]
+            .publications
+            .iter()
+            .any(|p| p.track.mid == mid)
+        {
+            return; // already published when its offer was accepted
+        }
         let track = TrackId {
             publisher: from,
             mid,
@@ -99,7 +123,7 @@ impl Room {
             ssrcs: Vec::new(),
             nacks_sent: 0,
         });
-        METRICS.tracks.inc();
+        self.plane.metrics.tracks.inc();
         for (j, s) in self.participants.iter_mut().enumerate() {
             if j != i {
                 s.subscriptions.push(Subscription::new(track.clone(), kind));

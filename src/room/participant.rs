@@ -59,7 +59,11 @@ pub struct Subscription {
 
 impl Subscription {
     pub fn new(track: TrackId, kind: MediaKind) -> Self {
-        let clock_rate = if kind == MediaKind::Audio { 48_000 } else { 90_000 };
+        let clock_rate = if kind == MediaKind::Audio {
+            48_000
+        } else {
+            90_000
+        };
         Self {
             track,
             kind,
@@ -127,7 +131,9 @@ impl Participant {
     }
 
     pub fn publication_by_ssrc(&self, ssrc: Ssrc) -> Option<usize> {
-        self.publications.iter().position(|p| p.ssrcs.contains(&ssrc))
+        self.publications
+            .iter()
+            .position(|p| p.ssrcs.contains(&ssrc))
     }
 
     /// The codec parameters of one of this participant's payload types.

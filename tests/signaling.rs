@@ -1,0 +1,318 @@
+//! Signaling over a real WebSocket against the real server on port 0: bad input gets errors and
+//! the server and room go on; negotiation works with str0m as the client.
+
+use std::time::{Duration, Instant};
+
+use consult_sfu::config::Config;
+use consult_sfu::server::{self, Listeners, ServeOptions};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, MediaKind};
+use str0m::Rtc;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+struct TestServer {
+    http: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(max_participants: usize) -> TestServer {
+    str0m::crypto::from_feature_flags().install_process_default();
+    let config = Config {
+        http_addr: "127.0.0.1:0".parse().unwrap(),
+        udp_addr: "127.0.0.1:0".parse().unwrap(),
+        max_participants,
+        ..Config::default()
+    };
+    let listeners = Listeners::bind(&config).await.unwrap();
+    let http = listeners.http_addr();
+    let options = ServeOptions::from_config(&config, &listeners);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        server::run(listeners, options, async {
+            let _ = stopped.await;
+        })
+        .await
+        .unwrap();
+    });
+    TestServer {
+        http,
+        stop: Some(stop),
+        task,
+    }
+}
+
+impl TestServer {
+    async fn connect(&self) -> Ws {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.http))
+            .await
+            .unwrap();
+        ws
+    }
+
+    async fn get(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = TcpStream::connect(self.http).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let body = self.get("/metrics").await;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(10), self.task)
+            .await
+            .expect("server stops on shutdown")
+            .unwrap();
+    }
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into())).await.unwrap();
+}
+
+async fn send_raw(ws: &mut Ws, text: String) {
+    ws.send(Message::Text(text.into())).await.unwrap();
+}
+
+/// Next message of type `kind`, skipping others.
+async fn expect(ws: &mut Ws, kind: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = tokio::time::timeout(left, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {kind}"))
+            .expect("socket open")
+            .expect("no socket error");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).unwrap();
+            assert_eq!(v["v"], 1, "every message has v=1: {v}");
+            if v["type"] == kind {
+                return v;
+            }
+        }
+    }
+}
+
+async fn expect_error(ws: &mut Ws, code: &str) -> Value {
+    let v = expect(ws, "error").await;
+    assert_eq!(v["code"], code, "{v}");
+    assert!(!v["message"].as_str().unwrap().is_empty());
+    v
+}
+
+fn join(room: &str, name: &str, role: &str) -> Value {
+    json!({"v":1,"type":"join","room":room,"name":name,"role":role})
+}
+
+/// A client offer with one audio and one video track, made by str0m.
+fn client_offer() -> (Rtc, SdpOffer, str0m::change::SdpPendingOffer) {
+    let mut rtc = Rtc::new(Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    (rtc, offer, pending)
+}
+
+#[tokio::test]
+async fn bad_input_gets_errors_and_the_server_goes_on() {
+    let server = start(8).await;
+    let mut ws = server.connect().await;
+
+    send_raw(&mut ws, "{not json".into()).await;
+    expect_error(&mut ws, "bad_json").await;
+    send_raw(&mut ws, r#"{"type":"leave"}"#.into()).await;
+    expect_error(&mut ws, "unsupported_version").await;
+    send_raw(&mut ws, r#"{"v":1,"type":"teleport"}"#.into()).await;
+    expect_error(&mut ws, "unknown_type").await;
+    send_raw(
+        &mut ws,
+        format!(r#"{{"v":1,"type":"offer","sdp":"{}"}}"#, "x".repeat(70_000)),
+    )
+    .await;
+    expect_error(&mut ws, "too_large").await;
+    ws.send(Message::Binary(vec![1, 2, 3].into()))
+        .await
+        .unwrap();
+    expect_error(&mut ws, "invalid_message").await;
+    send(&mut ws, json!({"v":1,"type":"offer","sdp":"v=0"})).await;
+    expect_error(&mut ws, "wrong_state").await;
+    send(&mut ws, join("Not A Room!", "x", "clinic")).await;
+    expect_error(&mut ws, "invalid_message").await;
+    send(&mut ws, join("consult-1", "Chị Hoa", "patient")).await;
+    expect_error(&mut ws, "unknown_room").await;
+
+    // The same connection can still join properly.
+    send(&mut ws, join("consult-1", "Phòng khám Bắc Hà", "clinic")).await;
+    let joined = expect(&mut ws, "joined").await;
+    assert_eq!(joined["room"], "consult-1");
+    assert_eq!(joined["participants"], json!([]));
+
+    send(&mut ws, join("consult-1", "again", "clinic")).await;
+    expect_error(&mut ws, "wrong_state").await;
+    send(&mut ws, json!({"v":1,"type":"answer","sdp":"v=0"})).await;
+    expect_error(&mut ws, "wrong_state").await;
+    send(
+        &mut ws,
+        json!({"v":1,"type":"offer","sdp":"this is not sdp"}),
+    )
+    .await;
+    expect_error(&mut ws, "bad_sdp").await;
+    send(
+        &mut ws,
+        json!({"v":1,"type":"candidate","candidate":"candidate:garbage"}),
+    )
+    .await;
+    expect_error(&mut ws, "bad_candidate").await;
+
+    // The room is intact: a patient can join now and is seen.
+    let mut patient = server.connect().await;
+    send(&mut patient, join("consult-1", "Chị Hoa", "patient")).await;
+    let joined = expect(&mut patient, "joined").await;
+    assert_eq!(joined["participants"][0]["name"], "Phòng khám Bắc Hà");
+    assert_eq!(joined["participants"][0]["role"], "clinic");
+    let seen = expect(&mut ws, "participant_joined").await;
+    assert_eq!(seen["participant"]["name"], "Chị Hoa");
+
+    assert!(
+        server
+            .metric("consult_signaling_errors_total{code=\"bad_json\"}")
+            .await
+            >= Some(1.0)
+    );
+    assert_eq!(server.metric("consult_participants").await, Some(2.0));
+    assert!(server.get("/healthz").await.ends_with("ok\n"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn negotiation_mute_leave_and_cleanup() {
+    let server = start(2).await;
+    let mut clinic = server.connect().await;
+    send(&mut clinic, join("consult-7", "Clinic", "clinic")).await;
+    let clinic_id = expect(&mut clinic, "joined").await["participant_id"].clone();
+
+    let (mut clinic_rtc, offer, pending) = client_offer();
+    send(
+        &mut clinic,
+        json!({"v":1,"type":"offer","sdp":offer.to_sdp_string()}),
+    )
+    .await;
+    let answer = expect(&mut clinic, "answer").await;
+    let answer = SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap()).unwrap();
+    clinic_rtc.sdp_api().accept_answer(pending, answer).unwrap();
+
+    send(
+        &mut clinic,
+        json!({"v":1,"type":"offer","sdp":offer.to_sdp_string()}),
+    )
+    .await;
+    expect_error(&mut clinic, "wrong_state").await;
+
+    let mut doctor = server.connect().await;
+    send(&mut doctor, join("consult-7", "Dr Lan", "specialist")).await;
+    expect(&mut doctor, "joined").await;
+    let (mut doctor_rtc, offer, pending) = client_offer();
+    send(
+        &mut doctor,
+        json!({"v":1,"type":"offer","sdp":offer.to_sdp_string()}),
+    )
+    .await;
+    let answer = expect(&mut doctor, "answer").await;
+    let answer = SdpAnswer::from_sdp_string(answer["sdp"].as_str().unwrap()).unwrap();
+    doctor_rtc.sdp_api().accept_answer(pending, answer).unwrap();
+
+    // The server offers the clinic's two tracks to the doctor, and names them.
+    let offer = expect(&mut doctor, "offer").await;
+    let offer = SdpOffer::from_sdp_string(offer["sdp"].as_str().unwrap()).unwrap();
+    let mut published = Vec::new();
+    for _ in 0..2 {
+        let t = expect(&mut doctor, "track_published").await;
+        assert_eq!(t["participant_id"], clinic_id);
+        published.push(t["kind"].as_str().unwrap().to_string());
+    }
+    published.sort();
+    assert_eq!(published, ["audio", "video"]);
+    let answer = doctor_rtc.sdp_api().accept_offer(offer).unwrap();
+    send(
+        &mut doctor,
+        json!({"v":1,"type":"answer","sdp":answer.to_sdp_string()}),
+    )
+    .await;
+
+    // And the doctor's tracks to the clinic.
+    let offer = expect(&mut clinic, "offer").await;
+    let offer = SdpOffer::from_sdp_string(offer["sdp"].as_str().unwrap()).unwrap();
+    let answer = clinic_rtc.sdp_api().accept_offer(offer).unwrap();
+    send(
+        &mut clinic,
+        json!({"v":1,"type":"answer","sdp":answer.to_sdp_string()}),
+    )
+    .await;
+    assert_eq!(server.metric("consult_tracks").await, Some(4.0));
+
+    // A third participant does not fit in a room of 2.
+    let mut late = server.connect().await;
+    send(&mut late, join("consult-7", "Late", "patient")).await;
+    expect_error(&mut late, "room_full").await;
+
+    send(
+        &mut doctor,
+        json!({"v":1,"type":"mute","kind":"audio","muted":true}),
+    )
+    .await;
+    let muted = expect(&mut clinic, "mute_changed").await;
+    assert_eq!(
+        (muted["kind"].as_str(), muted["muted"].as_bool()),
+        (Some("audio"), Some(true))
+    );
+
+    // The doctor leaves: the clinic loses its tracks and is told.
+    send(&mut doctor, json!({"v":1,"type":"leave"})).await;
+    let gone = expect(&mut clinic, "track_unpublished").await;
+    assert_ne!(gone["participant_id"], clinic_id);
+    let left = expect(&mut clinic, "participant_left").await;
+    let offer = expect(&mut clinic, "offer").await;
+    let offer = SdpOffer::from_sdp_string(offer["sdp"].as_str().unwrap()).unwrap();
+    assert_ne!(left["participant_id"], clinic_id);
+    let answer = clinic_rtc.sdp_api().accept_offer(offer).unwrap();
+    send(
+        &mut clinic,
+        json!({"v":1,"type":"answer","sdp":answer.to_sdp_string()}),
+    )
+    .await;
+
+    // Closing the socket is leaving: the room goes and the gauges return to zero.
+    drop(clinic);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let p = server.metric("consult_participants").await;
+        let r = server.metric("consult_rooms").await;
+        let t = server.metric("consult_tracks").await;
+        if (p, r, t) == (Some(0.0), Some(0.0), Some(0.0)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "participants {p:?} rooms {r:?} tracks {t:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.stop().await;
+}
