@@ -4,6 +4,7 @@
 //! Pure logic (`config`, `demux`, `forward`) has no IO; `room` owns the `Rtc`s of one consult
 //! in one task; `udp`, `http`, `server` are the thin IO shell.
 
+pub mod adapt;
 pub mod config;
 pub mod demux;
 pub mod forward;

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The one test command: installs what a fresh Debian machine lacks, then runs every test.
+# Usage: scripts/test-all.sh        (CI runs exactly this through .ci/run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+need_apt=()
+command -v cc >/dev/null || need_apt+=(gcc)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  # Debian's chromium install sometimes fails once on a missing archive; the retry works.
+  apt-get install -y -q "${need_apt[@]}" || apt-get install -y -q "${need_apt[@]}"
+fi
+
+start=$(date +%s)
+log "format and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --release -- -D warnings
+
+log "build (release)"
+cargo build --release --workspace
+build_done=$(date +%s)
+
+log "rust tests"
+cargo test --release --workspace
+
+log "browser tests"
+(cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+end=$(date +%s)
+log "all tests passed: build+lint $((build_done - start)) s, tests $((end - build_done)) s"

@@ -1,0 +1,489 @@
+//! Per-subscriber bandwidth allocation: which layer of each subscribed video track fits this
+//! subscriber's link. Pure: estimate, stats and time come in as arguments.
+//!
+//! Rules (see shared/SFU-LESSONS.md): audio is budgeted first and never paused; the budget is
+//! filled lowest layers first, by priority, then upgraded; a drop is followed within
+//! `DOWN_DELAY`, an increase only after the estimate has covered the higher layer for
+//! `UP_STABLE` (hysteresis); when even the lowest layer does not fit, video pauses and the
+//! probe target stays at the lowest layer so the estimate can climb back.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use super::layer::{Ladder, Layer};
+
+/// A shortfall must last this long before stepping down (filters single estimate blips).
+pub const DOWN_DELAY: Duration = Duration::from_millis(300);
+/// The estimate must cover a higher allocation this long before stepping up.
+pub const UP_STABLE: Duration = Duration::from_secs(2);
+/// After stepping down, wait this long before any step up (no oscillation).
+pub const UP_HOLD_AFTER_DOWN: Duration = Duration::from_secs(4);
+/// Fraction of the estimate given to media: the rest absorbs estimate error and RTCP.
+pub const HEADROOM: f64 = 0.9;
+
+/// What a subscriber sees first, when bandwidth is short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    Normal = 0,
+    ActiveSpeaker = 1,
+    /// Screen or image share (an X-ray, a wound photo): first in a consult.
+    Share = 2,
+}
+
+/// One subscribed video track as the allocator sees it.
+#[derive(Debug, Clone)]
+pub struct VideoInput<K> {
+    pub key: K,
+    pub priority: Priority,
+    /// The layers the publisher sends now, with their bitrates.
+    pub ladder: Ladder,
+    /// The subscriber's own cap (data saver, small tile).
+    pub max_spatial: u8,
+}
+
+#[derive(Debug, Clone)]
+pub struct Input<K> {
+    /// The send-side estimate towards this subscriber, bits per second.
+    pub estimate_bps: u64,
+    /// Bitrate of the audio this subscriber receives, budgeted first.
+    pub audio_bps: u64,
+    pub video: Vec<VideoInput<K>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Layer(Layer),
+    /// Not even the lowest layer fits.
+    PausedForBandwidth,
+    /// The publisher sends no layer the subscriber may take.
+    Unavailable,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output<K> {
+    pub targets: Vec<(K, Target)>,
+    /// What to ask the bandwidth estimator to probe for: the allocation one step up, or the
+    /// lowest layer while paused. Never the sum of every top layer (floods a weak link).
+    pub probe_bps: u64,
+    /// What the current targets need.
+    pub allocated_bps: u64,
+}
+
+#[derive(Debug, Clone)]
+struct TrackState {
+    target: Target,
+    /// Since when the wanted allocation has been below the current one.
+    short_since: Option<Instant>,
+    /// Since when the wanted allocation has been above the current one.
+    room_since: Option<Instant>,
+    last_down: Option<Instant>,
+}
+
+/// The allocation state of one subscriber.
+#[derive(Debug, Clone)]
+pub struct Allocator<K> {
+    tracks: HashMap<K, TrackState>,
+}
+
+impl<K: Clone + Eq + Hash> Default for Allocator<K> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Clone + Eq + Hash> Allocator<K> {
+    pub fn new() -> Self {
+        Self {
+            tracks: HashMap::new(),
+        }
+    }
+
+    pub fn update(&mut self, now: Instant, input: &Input<K>) -> Output<K> {
+        let budget =
+            ((input.estimate_bps as f64 * HEADROOM) as u64).saturating_sub(input.audio_bps);
+        let wanted = greedy(budget, &input.video);
+        self.tracks
+            .retain(|k, _| input.video.iter().any(|v| &v.key == k));
+
+        let mut targets = Vec::with_capacity(input.video.len());
+        for (v, want) in input.video.iter().zip(wanted) {
+            let state = self.tracks.entry(v.key.clone()).or_insert(TrackState {
+                target: want, // a new subscription starts where the estimate says
+                short_since: None,
+                room_since: None,
+                last_down: None,
+            });
+            let current = state.target;
+            let current_valid = match current {
+                Target::Layer(l) => v.ladder.rate(l).is_some() && l.spatial <= v.max_spatial,
+                _ => true,
+            };
+            let next = if !current_valid {
+                // The layer went away (publisher stopped it) or the cap changed: move now.
+                want
+            } else if rank(v, want) < rank(v, current) {
+                state.room_since = None;
+                let since = *state.short_since.get_or_insert(now);
+                if now.saturating_duration_since(since) >= DOWN_DELAY {
+                    want
+                } else {
+                    current
+                }
+            } else if rank(v, want) > rank(v, current) {
+                state.short_since = None;
+                let since = *state.room_since.get_or_insert(now);
+                let held = state
+                    .last_down
+                    .is_none_or(|t| now.saturating_duration_since(t) >= UP_HOLD_AFTER_DOWN);
+                if now.saturating_duration_since(since) >= UP_STABLE && held {
+                    want
+                } else {
+                    current
+                }
+            } else {
+                state.short_since = None;
+                state.room_since = None;
+                current
+            };
+            if next != current {
+                if rank(v, next) < rank(v, current) {
+                    state.last_down = Some(now);
+                }
+                state.short_since = None;
+                state.room_since = None;
+                state.target = next;
+            }
+            targets.push((v.key.clone(), state.target));
+        }
+
+        let allocated_bps: u64 = input
+            .video
+            .iter()
+            .zip(&targets)
+            .map(|(v, (_, t))| rate_of(v, *t))
+            .sum::<u64>()
+            + input.audio_bps;
+        let probe_bps = probe_target(input, &targets, allocated_bps);
+        Output {
+            targets,
+            probe_bps,
+            allocated_bps,
+        }
+    }
+}
+
+fn rate_of<K>(v: &VideoInput<K>, t: Target) -> u64 {
+    match t {
+        Target::Layer(l) => v.ladder.rate(l).unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Position on the track's ladder: 0 paused, 1 lowest step, ...
+fn rank<K>(v: &VideoInput<K>, t: Target) -> usize {
+    match t {
+        Target::Layer(l) => v.ladder.position(l).map_or(0, |p| p + 1),
+        _ => 0,
+    }
+}
+
+/// The steps a subscriber may take of one track, cheapest first.
+fn steps<K>(v: &VideoInput<K>) -> Vec<(Layer, u64)> {
+    v.ladder
+        .steps()
+        .filter(|(l, _)| l.spatial <= v.max_spatial)
+        .collect()
+}
+
+/// Fills `budget`: lowest layers first in priority order, then upgrades a step at a time,
+/// higher priorities first, round-robin within a priority.
+fn greedy<K>(budget: u64, video: &[VideoInput<K>]) -> Vec<Target> {
+    let ladders: Vec<Vec<(Layer, u64)>> = video.iter().map(steps).collect();
+    let mut chosen: Vec<Option<usize>> = vec![None; video.len()];
+    let mut order: Vec<usize> = (0..video.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(video[i].priority));
+    let mut left = budget;
+
+    for &i in &order {
+        if let Some(&(_, rate)) = ladders[i].first() {
+            if rate <= left {
+                chosen[i] = Some(0);
+                left -= rate;
+            }
+        }
+    }
+    let mut priorities: Vec<Priority> = video.iter().map(|v| v.priority).collect();
+    priorities.sort_by(|a, b| b.cmp(a));
+    priorities.dedup();
+    for p in priorities {
+        loop {
+            let mut upgraded = false;
+            for &i in order.iter().filter(|&&i| video[i].priority == p) {
+                let Some(step) = chosen[i] else { continue };
+                let Some(&(_, next)) = ladders[i].get(step + 1) else {
+                    continue;
+                };
+                let cost = next - ladders[i][step].1;
+                if cost <= left {
+                    chosen[i] = Some(step + 1);
+                    left -= cost;
+                    upgraded = true;
+                }
+            }
+            if !upgraded {
+                break;
+            }
+        }
+    }
+    chosen
+        .iter()
+        .zip(&ladders)
+        .map(|(c, ladder)| match (c, ladder.is_empty()) {
+            (_, true) => Target::Unavailable,
+            (Some(step), false) => Target::Layer(ladder[*step].0),
+            (None, false) => Target::PausedForBandwidth,
+        })
+        .collect()
+}
+
+/// The allocation one step up from now for the most important track that can go up.
+fn probe_target<K>(input: &Input<K>, targets: &[(K, Target)], allocated: u64) -> u64 {
+    let mut best: Option<(Priority, u64)> = None;
+    for (v, (_, t)) in input.video.iter().zip(targets) {
+        let ladder = steps(v);
+        let next = match t {
+            Target::Layer(l) => ladder
+                .iter()
+                .position(|(x, _)| x == l)
+                .and_then(|p| ladder.get(p + 1))
+                .map(|(_, r)| r.saturating_sub(v.ladder.rate(*l).unwrap_or(0))),
+            Target::PausedForBandwidth => ladder.first().map(|(_, r)| *r),
+            Target::Unavailable => None,
+        };
+        if let Some(extra) = next {
+            if best.is_none_or(|(p, _)| v.priority > p) {
+                best = Some((v.priority, extra));
+            }
+        }
+    }
+    let wanted = allocated + best.map_or(0, |(_, extra)| extra);
+    // Ask the estimator for a little more than the media needs, as the headroom takes it away.
+    (wanted as f64 / HEADROOM) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::adapt::layer::Ladder;
+
+    const Q: u64 = 150_000;
+    const H: u64 = 400_000;
+    const F: u64 = 1_200_000;
+    const AUDIO: u64 = 40_000;
+
+    fn ladder() -> Ladder {
+        Ladder::from_spatial_rates([Some(Q), Some(H), Some(F)], 1)
+    }
+
+    fn camera(key: u32) -> VideoInput<u32> {
+        VideoInput {
+            key,
+            priority: Priority::Normal,
+            ladder: ladder(),
+            max_spatial: 2,
+        }
+    }
+
+    fn input(estimate_bps: u64, video: Vec<VideoInput<u32>>) -> Input<u32> {
+        Input {
+            estimate_bps,
+            audio_bps: AUDIO,
+            video,
+        }
+    }
+
+    fn spatial(out: &Output<u32>, key: u32) -> Option<u8> {
+        match out.targets.iter().find(|(k, _)| *k == key).unwrap().1 {
+            Target::Layer(l) => Some(l.spatial),
+            _ => None,
+        }
+    }
+
+    /// Runs a bandwidth trace (estimate per 100 ms tick) and returns the spatial layer chosen
+    /// at each tick for track 1.
+    fn run_trace(trace: &[(u64, usize)]) -> Vec<Option<u8>> {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let mut out = Vec::new();
+        let mut tick = 0u64;
+        for &(estimate, ticks) in trace {
+            for _ in 0..ticks {
+                let now = t0 + Duration::from_millis(100 * tick);
+                let o = a.update(now, &input(estimate, vec![camera(1)]));
+                out.push(spatial(&o, 1));
+                tick += 1;
+            }
+        }
+        out
+    }
+
+    fn first_tick_at(layers: &[Option<u8>], from: usize, want: Option<u8>) -> Option<usize> {
+        layers[from..]
+            .iter()
+            .position(|l| *l == want)
+            .map(|p| p + from)
+    }
+
+    fn changes(layers: &[Option<u8>]) -> usize {
+        layers.windows(2).filter(|w| w[0] != w[1]).count()
+    }
+
+    #[test]
+    fn budget_fills_to_the_top_when_there_is_room() {
+        let cases: &[(u64, Option<u8>)] = &[
+            (3_000_000, Some(2)),
+            (1_000_000, Some(1)),
+            (300_000, Some(0)),
+            (150_000, None),
+            (40_000, None),
+        ];
+        for &(estimate, want) in cases {
+            let mut a = Allocator::new();
+            let o = a.update(Instant::now(), &input(estimate, vec![camera(1)]));
+            assert_eq!(spatial(&o, 1), want, "estimate {estimate}");
+        }
+    }
+
+    #[test]
+    fn steps_down_within_a_second_and_back_up_after_a_stable_window() {
+        // 2 Mbps for 5 s, 250 kbps for 10 s, 2 Mbps for 20 s; ticks of 100 ms.
+        let layers = run_trace(&[(2_000_000, 50), (250_000, 100), (2_000_000, 200)]);
+        assert_eq!(layers[49], Some(2));
+        let down = first_tick_at(&layers, 50, Some(0)).unwrap();
+        assert!(
+            down - 50 <= 10,
+            "stepped down {} ms after the drop",
+            (down - 50) * 100
+        );
+        let up = first_tick_at(&layers, 150, Some(2)).unwrap();
+        assert!(
+            up - 150 <= 150,
+            "back on top {} ms after recovery",
+            (up - 150) * 100
+        );
+        assert!(up - 150 >= 20, "not before the stable window");
+        assert_eq!(changes(&layers), 2, "{layers:?}");
+    }
+
+    #[test]
+    fn an_oscillating_estimate_does_not_make_the_layer_oscillate() {
+        // 1.6 Mbps and 500 kbps alternating every second for 30 s.
+        let trace: Vec<(u64, usize)> = (0..30)
+            .map(|i| (if i % 2 == 0 { 1_600_000 } else { 500_000 }, 10))
+            .collect();
+        let layers = run_trace(&trace);
+        assert!(
+            changes(&layers) <= 2,
+            "{} changes: {layers:?}",
+            changes(&layers)
+        );
+        assert_eq!(*layers.last().unwrap(), Some(1));
+    }
+
+    #[test]
+    fn short_estimate_blips_from_loss_bursts_are_ignored() {
+        // 200 ms dips every 3 s.
+        let mut trace = Vec::new();
+        for _ in 0..10 {
+            trace.push((2_000_000, 28));
+            trace.push((300_000, 2));
+        }
+        let layers = run_trace(&trace);
+        assert!(layers.iter().all(|l| *l == Some(2)), "{layers:?}");
+    }
+
+    #[test]
+    fn pauses_when_nothing_fits_keeps_probing_and_comes_back() {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let o = a.update(t0, &input(120_000, vec![camera(1)]));
+        assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
+        assert!(
+            o.probe_bps >= Q + AUDIO,
+            "probes for the lowest layer: {}",
+            o.probe_bps
+        );
+        assert!(o.probe_bps < H, "but not for more: {}", o.probe_bps);
+        let mut back = None;
+        for i in 1..60u64 {
+            let o = a.update(
+                t0 + Duration::from_millis(100 * i),
+                &input(400_000, vec![camera(1)]),
+            );
+            if spatial(&o, 1) == Some(0) {
+                back = Some(i);
+                break;
+            }
+        }
+        let back = back.expect("video resumes when the link allows");
+        assert!(back <= 25, "{back}");
+    }
+
+    #[test]
+    fn share_is_served_before_cameras_and_cameras_share_fairly() {
+        let mut share = camera(9);
+        share.priority = Priority::Share;
+        let video = vec![camera(1), camera(2), share];
+        let mut a = Allocator::new();
+        let o = a.update(Instant::now(), &input(2_500_000, video));
+        assert_eq!(spatial(&o, 9), Some(2), "share on top");
+        assert_eq!(spatial(&o, 1), spatial(&o, 2), "cameras equal");
+        assert_eq!(spatial(&o, 1), Some(1));
+        assert!(o.allocated_bps <= 2_500_000);
+    }
+
+    #[test]
+    fn data_saver_caps_the_layer_and_the_probe() {
+        let mut v = camera(1);
+        v.max_spatial = 0;
+        let mut a = Allocator::new();
+        let o = a.update(Instant::now(), &input(5_000_000, vec![v]));
+        assert_eq!(spatial(&o, 1), Some(0));
+        assert_eq!(o.probe_bps, ((Q + AUDIO) as f64 / HEADROOM) as u64);
+    }
+
+    #[test]
+    fn a_layer_the_publisher_stopped_is_left_at_once() {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let o = a.update(t0, &input(3_000_000, vec![camera(1)]));
+        assert_eq!(spatial(&o, 1), Some(2));
+        let mut v = camera(1);
+        v.ladder = Ladder::from_spatial_rates([Some(Q), Some(H), None], 1);
+        let o = a.update(t0 + Duration::from_millis(100), &input(3_000_000, vec![v]));
+        assert_eq!(spatial(&o, 1), Some(1));
+        let gone = VideoInput {
+            ladder: Ladder::from_spatial_rates([None, None, None], 1),
+            ..camera(1)
+        };
+        let o = a.update(
+            t0 + Duration::from_millis(200),
+            &input(3_000_000, vec![gone]),
+        );
+        assert_eq!(o.targets[0].1, Target::Unavailable);
+    }
+
+    #[test]
+    fn temporal_layers_are_steps_between_spatial_layers() {
+        let mut v = camera(1);
+        v.ladder = Ladder::from_spatial_rates([Some(Q), Some(H), Some(F)], 3);
+        let mut a = Allocator::new();
+        // Enough for h at a reduced frame rate, not for the full h.
+        let o = a.update(Instant::now(), &input(420_000, vec![v]));
+        match o.targets[0].1 {
+            Target::Layer(l) => assert_eq!((l.spatial, l.temporal < 2), (1, true), "{l:?}"),
+            t => panic!("{t:?}"),
+        }
+    }
+}

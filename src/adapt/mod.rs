@@ -1,0 +1,6 @@
+//! Bandwidth adaptation: measuring layers and deciding, per subscriber, what fits its link.
+//! Pure: no IO, time is an argument.
+
+pub mod allocator;
+pub mod layer;
+pub mod meter;
