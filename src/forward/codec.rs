@@ -12,38 +12,58 @@ pub enum VideoCodec {
 /// Whether this packet starts a keyframe.
 pub fn is_keyframe_start(codec: VideoCodec, payload: &[u8]) -> bool {
     match codec {
-        VideoCodec::Vp8 => vp8_keyframe_start(payload),
+        VideoCodec::Vp8 => vp8_info(payload).is_some_and(|i| i.keyframe),
         VideoCodec::H264 => h264_has_keyframe(payload),
         VideoCodec::Other => false,
     }
 }
 
-/// RFC 7741: payload descriptor, then the VP8 payload header whose P bit is 0 on key frames.
-fn vp8_keyframe_start(p: &[u8]) -> bool {
-    let Some(&b0) = p.first() else { return false };
-    let extended = b0 & 0x80 != 0;
-    let start_of_partition = b0 & 0x10 != 0;
-    let partition_id = b0 & 0x07;
-    if !start_of_partition || partition_id != 0 {
-        return false;
-    }
+/// The VP8 payload descriptor fields the forwarder rewrites or filters on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Vp8Info {
+    /// Starts a frame (S=1, partition 0).
+    pub frame_start: bool,
+    pub keyframe: bool,
+    pub picture_id: Option<u16>,
+    pub tl0_pic_idx: Option<u8>,
+    pub temporal: Option<u8>,
+}
+
+/// Parses the VP8 payload descriptor (RFC 7741 section 4.2); `None` if truncated.
+pub fn vp8_info(p: &[u8]) -> Option<Vp8Info> {
+    let b0 = *p.first()?;
+    let mut info = Vp8Info {
+        frame_start: b0 & 0x10 != 0 && b0 & 0x07 == 0,
+        ..Vp8Info::default()
+    };
     let mut i = 1;
-    if extended {
-        let Some(&x) = p.get(i) else { return false };
+    if b0 & 0x80 != 0 {
+        let x = *p.get(i)?;
         i += 1;
         if x & 0x80 != 0 {
-            // PictureID: 7 or 15 bits.
-            let Some(&pid) = p.get(i) else { return false };
-            i += if pid & 0x80 != 0 { 2 } else { 1 };
+            let a = *p.get(i)?;
+            if a & 0x80 != 0 {
+                info.picture_id = Some((((a & 0x7F) as u16) << 8) | *p.get(i + 1)? as u16);
+                i += 2;
+            } else {
+                info.picture_id = Some(a as u16);
+                i += 1;
+            }
         }
         if x & 0x40 != 0 {
-            i += 1; // TL0PICIDX
+            info.tl0_pic_idx = Some(*p.get(i)?);
+            i += 1;
         }
         if x & 0x30 != 0 {
-            i += 1; // TID/Y/KEYIDX
+            let t = *p.get(i)?;
+            if x & 0x20 != 0 {
+                info.temporal = Some(t >> 6);
+            }
+            i += 1;
         }
     }
-    p.get(i).is_some_and(|h| h & 0x01 == 0)
+    info.keyframe = info.frame_start && p.get(i)? & 0x01 == 0;
+    Some(info)
 }
 
 /// RFC 6184: an IDR slice or SPS in a single NAL unit, a STAP-A, or the first FU-A fragment.
@@ -102,6 +122,27 @@ mod tests {
         for (p, want, what) in cases {
             assert_eq!(is_keyframe_start(VideoCodec::Vp8, p), *want, "{what}");
         }
+    }
+
+    #[test]
+    fn vp8_descriptor_fields() {
+        let info = vp8_info(&[0x90, 0xE0, 0x92, 0x34, 0x05, 0x60, 0x01]).unwrap();
+        assert_eq!(
+            info,
+            Vp8Info {
+                frame_start: true,
+                keyframe: false,
+                picture_id: Some(0x1234),
+                tl0_pic_idx: Some(5),
+                temporal: Some(1),
+            }
+        );
+        let info = vp8_info(&[0x80, 0x80, 0x12, 0xAA]).unwrap();
+        assert_eq!(
+            (info.frame_start, info.picture_id, info.temporal),
+            (false, Some(0x12), None)
+        );
+        assert_eq!(vp8_info(&[0x90, 0x80]), None);
     }
 
     #[test]

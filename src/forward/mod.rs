@@ -4,3 +4,4 @@
 pub mod codec;
 pub mod keyframe;
 pub mod rewrite;
+pub mod video;

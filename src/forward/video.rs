@@ -1,0 +1,372 @@
+//! The video forwarder of one subscription: which incoming packets go out, and with which
+//! sequence number, timestamp and VP8 picture ids. Pure.
+//!
+//! A spatial switch (up or down) happens only on a keyframe of the target layer; until then the
+//! current layer keeps flowing. Temporal layers above the target are dropped without leaving
+//! gaps in sequence numbers or picture ids.
+
+use std::time::Instant;
+
+use super::rewrite::{InPacket, Rewriter};
+use crate::adapt::layer::Layer;
+
+/// One incoming video packet, as far as forwarding is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoPacket {
+    pub spatial: u8,
+    pub temporal: Option<u8>,
+    /// Starts a keyframe.
+    pub keyframe: bool,
+    pub seq: u64,
+    pub ts: u32,
+    pub arrival: Instant,
+    /// VP8 picture id (15-bit space) and TL0PICIDX, when the descriptor has them.
+    pub picture_id: Option<u16>,
+    pub tl0_pic_idx: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Forward {
+        seq: u64,
+        ts: u32,
+        picture_id: Option<u16>,
+        tl0_pic_idx: Option<u8>,
+        /// This packet switched the subscriber to a new spatial layer.
+        switched: bool,
+    },
+    Drop,
+    /// Dropped; the target layer needs a keyframe from the publisher to start.
+    DropNeedKeyframe {
+        spatial: u8,
+    },
+}
+
+const PICTURE_ID_MOD: u16 = 1 << 15;
+
+/// Keeps VP8 picture ids and TL0PICIDX continuous across switches and dropped frames.
+#[derive(Debug, Clone, Default)]
+struct Vp8Munger {
+    picture_offset: u16,
+    tl0_offset: u8,
+    last_picture: Option<u16>,
+    last_tl0: Option<u8>,
+    /// The newest incoming picture id dropped, so a frame's packets count once.
+    last_dropped: Option<u16>,
+}
+
+impl Vp8Munger {
+    fn switch(&mut self, picture: Option<u16>, tl0: Option<u8>) {
+        if let (Some(p), Some(last)) = (picture, self.last_picture) {
+            self.picture_offset = (last + 1).wrapping_sub(p) % PICTURE_ID_MOD;
+        }
+        if let (Some(t), Some(last)) = (tl0, self.last_tl0) {
+            self.tl0_offset = last.wrapping_add(1).wrapping_sub(t);
+        }
+        self.last_dropped = None;
+    }
+
+    fn forward(&mut self, picture: Option<u16>, tl0: Option<u8>) -> (Option<u16>, Option<u8>) {
+        let p = picture.map(|p| p.wrapping_add(self.picture_offset) % PICTURE_ID_MOD);
+        let t = tl0.map(|t| t.wrapping_add(self.tl0_offset));
+        if p.is_some() {
+            self.last_picture = p;
+        }
+        if t.is_some() {
+            self.last_tl0 = t;
+        }
+        (p, t)
+    }
+
+    /// A whole frame (all its packets share the picture id) is not forwarded: later picture
+    /// ids move down by one so the decoder sees no missing frame.
+    fn drop_frame(&mut self, picture: Option<u16>) {
+        let Some(p) = picture else { return };
+        if self.last_dropped != Some(p) {
+            self.last_dropped = Some(p);
+            self.picture_offset = self.picture_offset.wrapping_sub(1) % PICTURE_ID_MOD;
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct VideoForwarder {
+    /// `None`: paused.
+    target: Option<Layer>,
+    /// The spatial layer being forwarded now.
+    current: Option<u8>,
+    rewriter: Rewriter,
+    vp8: Vp8Munger,
+}
+
+impl VideoForwarder {
+    pub fn new(first_seq: u16) -> Self {
+        Self {
+            target: None,
+            current: None,
+            rewriter: Rewriter::new(90_000, first_seq),
+            vp8: Vp8Munger::default(),
+        }
+    }
+
+    pub fn set_target(&mut self, target: Option<Layer>) {
+        self.target = target;
+        if target.is_none() {
+            self.current = None;
+        }
+    }
+
+    pub fn target(&self) -> Option<Layer> {
+        self.target
+    }
+
+    pub fn current(&self) -> Option<u8> {
+        self.current
+    }
+
+    /// Whether a keyframe of the target layer is awaited.
+    pub fn switch_pending(&self) -> Option<u8> {
+        let target = self.target?.spatial;
+        (self.current != Some(target)).then_some(target)
+    }
+
+    pub fn on_packet(&mut self, p: VideoPacket) -> Verdict {
+        let Some(target) = self.target else {
+            return Verdict::Drop;
+        };
+        let input = InPacket {
+            seq: p.seq,
+            ts: p.ts,
+            arrival: p.arrival,
+        };
+        if self.current != Some(target.spatial) && p.spatial == target.spatial {
+            if !p.keyframe {
+                // The current layer (if any) keeps flowing meanwhile.
+                return Verdict::DropNeedKeyframe {
+                    spatial: target.spatial,
+                };
+            }
+            let out = self.rewriter.switch_to(input);
+            self.current = Some(target.spatial);
+            self.vp8.switch(p.picture_id, p.tl0_pic_idx);
+            let (picture_id, tl0_pic_idx) = self.vp8.forward(p.picture_id, p.tl0_pic_idx);
+            return Verdict::Forward {
+                seq: out.seq,
+                ts: out.ts,
+                picture_id,
+                tl0_pic_idx,
+                switched: true,
+            };
+        }
+        if Some(p.spatial) != self.current {
+            return Verdict::Drop;
+        }
+        // The current layer: the target's temporal cap applies even before a pending switch.
+        if p.temporal.is_some_and(|t| t > target.temporal) && !p.keyframe {
+            self.rewriter.skip(p.seq);
+            self.vp8.drop_frame(p.picture_id);
+            return Verdict::Drop;
+        }
+        let Some(out) = self.rewriter.rewrite(input) else {
+            return Verdict::Drop;
+        };
+        let (picture_id, tl0_pic_idx) = self.vp8.forward(p.picture_id, p.tl0_pic_idx);
+        Verdict::Forward {
+            seq: out.seq,
+            ts: out.ts,
+            picture_id,
+            tl0_pic_idx,
+            switched: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A synthetic simulcast publisher: three layers with unrelated seq, ts and picture ids;
+    /// one packet per frame, 3 temporal layers (pattern 0,2,1,2), keyframes on request.
+    struct Source {
+        t0: Instant,
+        frame: u64,
+        seq: [u64; 3],
+        ts: [u32; 3],
+        pic: [u16; 3],
+        tl0: [u8; 3],
+    }
+
+    impl Source {
+        fn new() -> Self {
+            Self {
+                t0: Instant::now(),
+                frame: 0,
+                seq: [100, 40_000, 65_500],
+                ts: [1_000, 2_000_000_000, u32::MAX - 5_000],
+                pic: [10, 20_000, 32_760],
+                tl0: [0, 100, 250],
+            }
+        }
+
+        /// The next frame's packet on every layer; `key` makes them keyframes.
+        fn frame(&mut self, key: bool) -> [VideoPacket; 3] {
+            let tid = [0u8, 2, 1, 2][(self.frame % 4) as usize];
+            let tid = if key { 0 } else { tid };
+            let arrival = self.t0 + Duration::from_millis(33 * self.frame);
+            self.frame += 1;
+            std::array::from_fn(|s| {
+                if tid == 0 {
+                    self.tl0[s] = self.tl0[s].wrapping_add(1);
+                }
+                self.seq[s] += 1;
+                self.ts[s] = self.ts[s].wrapping_add(3_000);
+                self.pic[s] = (self.pic[s] + 1) % PICTURE_ID_MOD;
+                VideoPacket {
+                    spatial: s as u8,
+                    temporal: Some(tid),
+                    keyframe: key,
+                    seq: self.seq[s],
+                    ts: self.ts[s],
+                    arrival,
+                    picture_id: Some(self.pic[s]),
+                    tl0_pic_idx: Some(self.tl0[s]),
+                }
+            })
+        }
+    }
+
+    #[derive(Default)]
+    struct Seen {
+        out: Vec<(u64, u32, u16, u8, u8)>, // seq, ts, picture id, tl0, spatial
+        keyframe_requests: usize,
+    }
+
+    fn feed(f: &mut VideoForwarder, frame: [VideoPacket; 3], seen: &mut Seen) {
+        for p in frame {
+            match f.on_packet(p) {
+                Verdict::Forward {
+                    seq,
+                    ts,
+                    picture_id,
+                    tl0_pic_idx,
+                    ..
+                } => seen.out.push((
+                    seq,
+                    ts,
+                    picture_id.unwrap(),
+                    tl0_pic_idx.unwrap(),
+                    p.spatial,
+                )),
+                Verdict::DropNeedKeyframe { .. } => seen.keyframe_requests += 1,
+                Verdict::Drop => {}
+            }
+        }
+    }
+
+    fn assert_continuous(seen: &Seen) {
+        for w in seen.out.windows(2) {
+            let (a, b) = (w[0], w[1]);
+            assert_eq!(b.0, a.0 + 1, "seq gap: {a:?} -> {b:?}");
+            assert!(
+                b.1.wrapping_sub(a.1) > 0 && b.1.wrapping_sub(a.1) < 900_000,
+                "ts: {a:?} -> {b:?}"
+            );
+            assert_eq!(
+                b.2,
+                (a.2 + 1) % PICTURE_ID_MOD,
+                "picture id gap: {a:?} -> {b:?}"
+            );
+            assert!(
+                b.3 == a.3 || b.3 == a.3.wrapping_add(1),
+                "tl0 jump: {a:?} -> {b:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn starts_on_a_keyframe_and_switches_only_on_keyframes() {
+        let mut src = Source::new();
+        let mut f = VideoForwarder::new(1000);
+        let mut seen = Seen::default();
+        f.set_target(Some(Layer::new(2, 2)));
+        for _ in 0..5 {
+            feed(&mut f, src.frame(false), &mut seen);
+        }
+        assert!(seen.out.is_empty(), "nothing before a keyframe");
+        assert_eq!(seen.keyframe_requests, 5);
+        feed(&mut f, src.frame(true), &mut seen);
+        for _ in 0..10 {
+            feed(&mut f, src.frame(false), &mut seen);
+        }
+        assert_eq!(seen.out.len(), 11);
+        assert!(seen.out.iter().all(|o| o.4 == 2));
+
+        // Down to q: the f layer keeps flowing until q's keyframe.
+        f.set_target(Some(Layer::new(0, 2)));
+        assert_eq!(f.switch_pending(), Some(0));
+        for _ in 0..4 {
+            feed(&mut f, src.frame(false), &mut seen);
+        }
+        assert_eq!(seen.out.last().unwrap().4, 2, "still f while waiting");
+        feed(&mut f, src.frame(true), &mut seen);
+        assert_eq!(seen.out.last().unwrap().4, 0, "q from its keyframe on");
+        for _ in 0..10 {
+            feed(&mut f, src.frame(false), &mut seen);
+        }
+        // And up to h.
+        f.set_target(Some(Layer::new(1, 2)));
+        feed(&mut f, src.frame(false), &mut seen);
+        feed(&mut f, src.frame(true), &mut seen);
+        for _ in 0..5 {
+            feed(&mut f, src.frame(false), &mut seen);
+        }
+        assert_eq!(seen.out.last().unwrap().4, 1);
+        assert_eq!(f.switch_pending(), None);
+        assert_continuous(&seen);
+    }
+
+    #[test]
+    fn dropping_temporal_layers_leaves_no_gaps() {
+        let mut src = Source::new();
+        let mut f = VideoForwarder::new(1000);
+        let mut seen = Seen::default();
+        f.set_target(Some(Layer::new(1, 0)));
+        feed(&mut f, src.frame(true), &mut seen);
+        for _ in 0..40 {
+            feed(&mut f, src.frame(false), &mut seen);
+        }
+        // Only T0: every other frame of the 0,2,1,2 pattern... one in four.
+        assert_eq!(seen.out.len(), 11);
+        f.set_target(Some(Layer::new(1, 1)));
+        for _ in 0..8 {
+            feed(&mut f, src.frame(false), &mut seen);
+        }
+        assert_eq!(seen.out.len(), 15, "T0 and T1: half the frames");
+        assert_continuous(&seen);
+    }
+
+    #[test]
+    fn pause_and_resume_waits_for_a_keyframe() {
+        let mut src = Source::new();
+        let mut f = VideoForwarder::new(1000);
+        let mut seen = Seen::default();
+        f.set_target(Some(Layer::new(0, 2)));
+        feed(&mut f, src.frame(true), &mut seen);
+        feed(&mut f, src.frame(false), &mut seen);
+        f.set_target(None);
+        for _ in 0..30 {
+            feed(&mut f, src.frame(false), &mut seen);
+        }
+        assert_eq!(seen.out.len(), 2, "paused");
+        f.set_target(Some(Layer::new(0, 2)));
+        feed(&mut f, src.frame(false), &mut seen);
+        assert_eq!(seen.out.len(), 2, "resumes only on a keyframe");
+        feed(&mut f, src.frame(true), &mut seen);
+        assert_eq!(seen.out.len(), 3);
+        assert_continuous(&seen);
+        // The timestamp jump after the pause follows wall time (31 frames of 33 ms).
+        let gap = seen.out[2].1.wrapping_sub(seen.out[1].1);
+        assert!((80_000..100_000).contains(&gap), "{gap}");
+    }
+}
