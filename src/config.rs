@@ -5,6 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::Deserialize;
+use signaling::VideoLayerConfig;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -21,6 +22,26 @@ pub struct Config {
     pub log: String,
     /// Participants per room.
     pub max_participants: usize,
+    /// Simulcast encodings clients publish, lowest first (rids q, h, f).
+    pub video_layers: Vec<VideoLayerConfig>,
+    /// Bandwidth estimate a new subscriber starts from, before any feedback.
+    pub initial_estimate_bps: u64,
+}
+
+/// Defaults tuned for rural links: 320x180 at ~150 kbps, 640x360 at ~400 kbps, 1280x720 at
+/// ~1.2 Mbps (from a 1280x720 camera).
+pub fn default_video_layers() -> Vec<VideoLayerConfig> {
+    let layer = |rid: &str, scale: f64, kbps: u64, fps: f64| VideoLayerConfig {
+        rid: rid.into(),
+        scale_resolution_down_by: scale,
+        max_bitrate: kbps * 1000,
+        max_framerate: fps,
+    };
+    vec![
+        layer("q", 4.0, 150, 15.0),
+        layer("h", 2.0, 400, 30.0),
+        layer("f", 1.0, 1200, 30.0),
+    ]
 }
 
 impl Default for Config {
@@ -32,6 +53,8 @@ impl Default for Config {
             web_root: PathBuf::from("web-client"),
             log: "info".into(),
             max_participants: 8,
+            video_layers: default_video_layers(),
+            initial_estimate_bps: 600_000,
         }
     }
 }
@@ -53,6 +76,8 @@ pub enum ConfigError {
     MissingValue(String),
     #[error("max_participants must be 2 to 8, got {0}")]
     MaxParticipants(usize),
+    #[error("video_layers: {0}")]
+    VideoLayers(String),
 }
 
 /// The config file's shape; every key optional.
@@ -65,6 +90,8 @@ struct FileConfig {
     web_root: Option<PathBuf>,
     log: Option<String>,
     max_participants: Option<usize>,
+    video_layers: Option<Vec<VideoLayerConfig>>,
+    initial_estimate_bps: Option<u64>,
 }
 
 pub const HELP: &str = "\
@@ -131,6 +158,7 @@ pub fn load(
     }
 
     let mut config = Config::default();
+    let mut file_layers: Option<Vec<VideoLayerConfig>> = None;
     if let Some(path) = config_file {
         let text = read_file(&path).map_err(|e| ConfigError::File(format!("{path}: {e}")))?;
         let file: FileConfig =
@@ -151,6 +179,11 @@ pub fn load(
             "max_participants",
             file.max_participants.map(|n| n.to_string()),
         );
+        push(
+            "initial_estimate_bps",
+            file.initial_estimate_bps.map(|n| n.to_string()),
+        );
+        file_layers = file.video_layers;
         // File first, so env and command line override it.
         pairs.splice(0..0, file_pairs);
     }
@@ -171,6 +204,9 @@ pub fn load(
             "max_participants" => {
                 config.max_participants = value.parse().map_err(|_| bad("number"))?
             }
+            "initial_estimate_bps" => {
+                config.initial_estimate_bps = value.parse().map_err(|_| bad("number"))?
+            }
             _ if source_name.starts_with("env") => {} // other CONSULT_* variables are not ours
             _ => return Err(ConfigError::UnknownOption(format!("--{key}"))),
         }
@@ -178,7 +214,43 @@ pub fn load(
     if !(2..=8).contains(&config.max_participants) {
         return Err(ConfigError::MaxParticipants(config.max_participants));
     }
+    if let Some(layers) = file_layers {
+        validate_layers(&layers)?;
+        config.video_layers = layers;
+    }
     Ok(Command::Run(Box::new(config)))
+}
+
+fn validate_layers(layers: &[VideoLayerConfig]) -> Result<(), ConfigError> {
+    let err = |m: String| Err(ConfigError::VideoLayers(m));
+    if layers.is_empty() || layers.len() > 3 {
+        return err(format!("1 to 3 layers, got {}", layers.len()));
+    }
+    let rids: Vec<&str> = layers.iter().map(|l| l.rid.as_str()).collect();
+    if rids != crate::adapt::layer::RIDS[..layers.len()] {
+        return err(format!(
+            "rids must be {:?} in that order, got {rids:?}",
+            &crate::adapt::layer::RIDS[..layers.len()]
+        ));
+    }
+    for l in layers {
+        if !(l.scale_resolution_down_by >= 1.0)
+            || l.max_bitrate < 30_000
+            || !(l.max_framerate > 0.0)
+        {
+            return err(format!(
+                "layer {:?}: scale >= 1, max_bitrate >= 30000, max_framerate > 0",
+                l.rid
+            ));
+        }
+    }
+    if layers
+        .windows(2)
+        .any(|w| w[1].max_bitrate <= w[0].max_bitrate)
+    {
+        return err("max_bitrate must grow from layer to layer".into());
+    }
+    Ok(())
 }
 
 impl Config {
@@ -272,11 +344,31 @@ mod tests {
             ("--config c.toml", &[], Some("port = 1"), "unknown field"),
             ("--config c.toml", &[], Some("http_addr = ["), "c.toml"),
             ("--config c.toml", &[], None, "missing"),
+            (
+                "--config c.toml",
+                &[],
+                Some("video_layers = [{rid=\"h\", scale_resolution_down_by=1.0, max_bitrate=100000, max_framerate=30.0}]"),
+                "rids must be",
+            ),
+            (
+                "--config c.toml",
+                &[],
+                Some("video_layers = [{rid=\"q\", scale_resolution_down_by=4.0, max_bitrate=300000, max_framerate=15.0},{rid=\"h\", scale_resolution_down_by=2.0, max_bitrate=200000, max_framerate=30.0}]"),
+                "must grow",
+            ),
         ];
         for (a, env, file, want) in cases {
             let err = run(a, env, *file).unwrap_err().to_string();
             assert!(err.contains(want), "{a}: {err:?} should mention {want:?}");
         }
+    }
+
+    #[test]
+    fn video_layers_from_the_file() {
+        let file = "video_layers = [{rid=\"q\", scale_resolution_down_by=4.0, max_bitrate=100000, max_framerate=10.0},{rid=\"h\", scale_resolution_down_by=2.0, max_bitrate=300000, max_framerate=20.0}]";
+        let c = run("--config c.toml", &[], Some(file)).unwrap();
+        assert_eq!(c.video_layers.len(), 2);
+        assert_eq!(c.video_layers[1].max_bitrate, 300_000);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Prometheus metrics. Counters are atomics: the media path increments them without locks.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -18,6 +21,10 @@ pub struct Metrics {
     pub keyframe_requests_received: IntCounter,
     pub keyframe_requests_sent: IntCounter,
     pub keyframe_requests_suppressed: IntCounter,
+    pub layer_switches: IntCounter,
+    pub dynacast_changes: IntCounter,
+    pub paused_subscriptions: IntGauge,
+    pub estimate_bps: Histogram,
     signaling_errors: IntCounterVec,
 }
 
@@ -49,6 +56,18 @@ impl Metrics {
         )
         .expect("invariant: metric names are valid literals");
         r.register(Box::new(signaling_errors.clone()))
+            .expect("invariant: each metric is registered once");
+        let estimate_bps = Histogram::with_opts(
+            HistogramOpts::new(
+                "consult_subscriber_estimate_bps",
+                "Send-side bandwidth estimate per subscriber, sampled on every update",
+            )
+            .buckets(vec![
+                100e3, 200e3, 300e3, 500e3, 750e3, 1e6, 1.5e6, 2e6, 3e6, 5e6,
+            ]),
+        )
+        .expect("invariant: metric names are valid literals");
+        r.register(Box::new(estimate_bps.clone()))
             .expect("invariant: each metric is registered once");
         Metrics {
             rooms: gauge(&r, "consult_rooms", "Open rooms (consults)"),
@@ -105,6 +124,22 @@ impl Metrics {
                 "consult_keyframe_requests_suppressed_total",
                 "Keyframe requests collapsed by the per-publisher throttle",
             ),
+            layer_switches: counter(
+                &r,
+                "consult_layer_switches_total",
+                "Simulcast layer switches done for subscribers",
+            ),
+            dynacast_changes: counter(
+                &r,
+                "consult_dynacast_changes_total",
+                "Times a publisher was told to start or stop simulcast layers",
+            ),
+            paused_subscriptions: gauge(
+                &r,
+                "consult_paused_subscriptions",
+                "Video subscriptions paused because the subscriber's link is too weak",
+            ),
+            estimate_bps,
             signaling_errors,
             registry: r,
         }

@@ -72,6 +72,8 @@ pub struct ServeOptions {
     pub web_root: PathBuf,
     pub candidate_addr: SocketAddr,
     pub max_participants: usize,
+    pub video_layers: Vec<signaling::VideoLayerConfig>,
+    pub initial_estimate_bps: u64,
 }
 
 impl ServeOptions {
@@ -81,6 +83,8 @@ impl ServeOptions {
             web_root: config.web_root.clone(),
             candidate_addr: SocketAddr::new(config.candidate_ip(udp), udp.port()),
             max_participants: config.max_participants,
+            video_layers: config.video_layers.clone(),
+            initial_estimate_bps: config.initial_estimate_bps,
         }
     }
 }
@@ -101,6 +105,8 @@ pub async fn run(
         demux: demux_tx,
         max_participants: options.max_participants,
         metrics: metrics.clone(),
+        video_layers: options.video_layers,
+        initial_estimate_bps: options.initial_estimate_bps,
     });
     let registry = Registry::new(plane);
     let udp_task = tokio::spawn(udp::receive_loop(socket, demux_rx, metrics.clone()));

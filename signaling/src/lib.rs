@@ -7,6 +7,7 @@ pub mod service;
 
 pub use protocol::{
     encode_server_message, parse_client_message, ClientMessage, ErrorCode, ParticipantInfo,
-    ProtocolError, Role, ServerMessage, TrackKind, PROTOCOL_VERSION,
+    PauseReason, ProtocolError, Quality, Role, ServerMessage, TrackKind, VideoLayerConfig,
+    PROTOCOL_VERSION,
 };
 pub use service::{ws_handler, JoinError, JoinRequest, ParticipantLink, RoomService};

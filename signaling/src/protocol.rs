@@ -72,6 +72,10 @@ pub enum ClientMessage {
         kind: TrackKind,
         muted: bool,
     },
+    /// The subscriber's own limits: data saver keeps every video at the lowest layer.
+    SetPreference {
+        data_saver: bool,
+    },
     Leave,
 }
 
@@ -83,6 +87,7 @@ impl ClientMessage {
             ClientMessage::Answer { .. } => "answer",
             ClientMessage::Candidate { .. } => "candidate",
             ClientMessage::Mute { .. } => "mute",
+            ClientMessage::SetPreference { .. } => "set_preference",
             ClientMessage::Leave => "leave",
         }
     }
@@ -98,6 +103,34 @@ pub struct ParticipantInfo {
     pub video_muted: bool,
 }
 
+/// One simulcast encoding the client should publish (lowest first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VideoLayerConfig {
+    pub rid: String,
+    pub scale_resolution_down_by: f64,
+    pub max_bitrate: u64,
+    pub max_framerate: f64,
+}
+
+/// Server-side connection quality of a participant, from loss, RTT and the bandwidth estimate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quality {
+    Good,
+    Fair,
+    Poor,
+}
+
+/// Why a subscription gets no video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PauseReason {
+    /// The subscriber's link cannot carry even the lowest layer; it comes back by itself.
+    Bandwidth,
+    /// The publisher sends no layer now.
+    Unavailable,
+}
+
 /// Messages the server sends.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -106,6 +139,8 @@ pub enum ServerMessage {
         participant_id: String,
         room: String,
         participants: Vec<ParticipantInfo>,
+        /// Simulcast encodings to publish camera video with.
+        video_layers: Vec<VideoLayerConfig>,
     },
     Answer {
         sdp: String,
@@ -135,6 +170,30 @@ pub enum ServerMessage {
         participant_id: String,
         kind: TrackKind,
         muted: bool,
+    },
+    /// What this client now receives on a video subscription: `layer` is a rid, or null with
+    /// `paused` saying why.
+    LayerChanged {
+        participant_id: String,
+        track_id: String,
+        mid: String,
+        layer: Option<String>,
+        /// Highest temporal layer forwarded (frame-rate step), when `layer` is set.
+        temporal: Option<u8>,
+        paused: Option<PauseReason>,
+    },
+    /// Dynacast: send only these simulcast encodings of your track `mid` (your own mid); the
+    /// others nobody receives now.
+    PublishLayers {
+        mid: String,
+        active: Vec<String>,
+    },
+    /// Connection quality of a participant (also of yourself), and for yourself the estimate.
+    ConnectionQuality {
+        participant_id: String,
+        quality: Quality,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        estimate_bps: Option<u64>,
     },
     Error {
         code: ErrorCode,
@@ -232,7 +291,15 @@ impl ProtocolError {
     }
 }
 
-const KNOWN_TYPES: &[&str] = &["join", "offer", "answer", "candidate", "mute", "leave"];
+const KNOWN_TYPES: &[&str] = &[
+    "join",
+    "offer",
+    "answer",
+    "candidate",
+    "mute",
+    "set_preference",
+    "leave",
+];
 
 /// Parses and validates one text frame from a client.
 pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> {
@@ -291,9 +358,10 @@ fn validate(message: &ClientMessage) -> Result<(), String> {
                 Ok(())
             }
         }
-        ClientMessage::Candidate { .. } | ClientMessage::Mute { .. } | ClientMessage::Leave => {
-            Ok(())
-        }
+        ClientMessage::Candidate { .. }
+        | ClientMessage::Mute { .. }
+        | ClientMessage::SetPreference { .. }
+        | ClientMessage::Leave => Ok(()),
     }
 }
 
@@ -358,6 +426,10 @@ mod tests {
                     kind: TrackKind::Video,
                     muted: true,
                 },
+            ),
+            (
+                r#"{"v":1,"type":"set_preference","data_saver":true}"#,
+                ClientMessage::SetPreference { data_saver: true },
             ),
             (r#"{"v":1,"type":"leave"}"#, ClientMessage::Leave),
         ];

@@ -4,3 +4,4 @@
 pub mod allocator;
 pub mod layer;
 pub mod meter;
+pub mod quality;

@@ -4,14 +4,16 @@
 use std::time::{Duration, Instant};
 
 use str0m::media::{KeyframeRequest, KeyframeRequestKind, MediaKind};
-use str0m::rtp::{RtpPacket, RtpWrite};
+use str0m::rtp::{RtpPacket, RtpWrite, Vp8Descriptor};
 use str0m::stats::{MediaEgressStats, MediaIngressStats};
 
-use super::participant::{video_codec, Participant, SubscriptionState};
+use super::participant::{video_codec, Forwarding, Participant};
 use super::Room;
-use crate::forward::codec::is_keyframe_start;
+use crate::adapt::layer::spatial_of_rid;
+use crate::forward::codec::{is_keyframe_start, vp8_info, VideoCodec};
 use crate::forward::keyframe::Decision;
 use crate::forward::rewrite::InPacket;
+use crate::forward::video::{Verdict, VideoPacket};
 use crate::ids::{ParticipantId, TrackId};
 use crate::metrics::Metrics;
 
@@ -21,17 +23,22 @@ const AUDIO_PAUSE_THRESHOLD: Duration = Duration::from_secs(3600);
 impl Room {
     pub(super) fn forward(&mut self, from: ParticipantId, mut packet: RtpPacket) {
         let Some(i) = self.index(from) else { return };
+        let now = Instant::now();
         let publisher = &mut self.participants[i];
         let ssrc = packet.header.ssrc;
-        let pub_index = match publisher.publication_by_ssrc(ssrc) {
-            Some(k) => k,
+        let (pub_index, spatial) = match publisher.publication_by_ssrc(ssrc) {
+            Some(found) => found,
             None => {
-                // First packet of this SSRC: learn which track it belongs to.
+                // First packet of this SSRC: learn its track and layer.
                 let mut api = publisher.rtc.direct_api();
                 let Some(stream) = api.stream_rx(&ssrc) else {
                     return;
                 };
                 let mid = stream.mid();
+                let spatial = stream
+                    .rid()
+                    .and_then(|rid| spatial_of_rid(rid.as_ref()))
+                    .unwrap_or(0);
                 let Some(k) = publisher
                     .publications
                     .iter()
@@ -42,8 +49,10 @@ impl Room {
                 if publisher.publications[k].kind == MediaKind::Audio {
                     stream.set_pause_threshold(AUDIO_PAUSE_THRESHOLD);
                 }
-                publisher.publications[k].ssrcs.push(ssrc);
-                k
+                let publication = &mut publisher.publications[k];
+                publication.ssrcs.push((ssrc, spatial));
+                publication.layers[spatial as usize].ssrc = Some(ssrc);
+                (k, spatial)
             }
         };
         let Some(params) = publisher.params_for(packet.header.payload_type) else {
@@ -57,11 +66,30 @@ impl Room {
         let publication = &mut publisher.publications[pub_index];
         let kind = publication.kind;
         let track = publication.track.clone();
-        let keyframe =
-            kind == MediaKind::Video && is_keyframe_start(video_codec(&params), &packet.payload);
+        let layer = &mut publication.layers[spatial as usize];
+        layer
+            .meter
+            .add(now, packet.payload.len() + packet.header.header_len);
+
+        let codec = video_codec(&params);
+        let vp8 = (kind == MediaKind::Video && codec == VideoCodec::Vp8)
+            .then(|| vp8_info(&packet.payload))
+            .flatten();
+        let keyframe = match (kind, vp8) {
+            (MediaKind::Audio, _) => false,
+            (_, Some(info)) => info.keyframe,
+            (_, None) => is_keyframe_start(codec, &packet.payload),
+        };
         if keyframe {
-            publication.keyframes.on_keyframe();
+            layer.keyframes.on_keyframe();
         }
+        if let Some(t) = vp8.and_then(|v| v.temporal) {
+            layer.max_temporal = layer.max_temporal.max(t);
+        }
+        // Parsed once for every subscriber that needs its picture ids rewritten.
+        let descriptor = vp8
+            .filter(|v| v.picture_id.is_some())
+            .and_then(|_| Vp8Descriptor::parse(&packet.payload).ok());
 
         // The subscriber's stream carries its own mid; str0m sets the transport-wide ids.
         let ext = &mut packet.header.ext_vals;
@@ -69,7 +97,7 @@ impl Room {
         ext.rid = None;
         ext.rid_repair = None;
 
-        let mut wants_keyframe = false;
+        let mut keyframe_wanted: Option<u8> = None;
         for j in 0..self.participants.len() {
             if j == i {
                 continue;
@@ -78,24 +106,64 @@ impl Room {
             let Some(sub) = s.subscriptions.iter_mut().find(|x| x.track == track) else {
                 continue;
             };
-            let SubscriptionState::Open(mid) = sub.state else {
-                continue;
-            };
+            let Some(mid) = sub.open_mid() else { continue };
             let input = InPacket {
                 seq: *packet.seq_no,
                 ts: packet.header.timestamp,
                 arrival: packet.timestamp,
             };
-            let out = if sub.rewriter.has_source() {
-                sub.rewriter.rewrite(input)
-            } else if kind == MediaKind::Audio || keyframe {
-                Some(sub.rewriter.switch_to(input))
-            } else {
-                // A video subscriber starts on a keyframe, or it shows garbage until one.
-                wants_keyframe = true;
-                None
+            let (seq, ts, patch) = match &mut sub.forwarding {
+                Forwarding::Audio(rewriter) => {
+                    let out = if rewriter.has_source() {
+                        rewriter.rewrite(input)
+                    } else {
+                        Some(rewriter.switch_to(input))
+                    };
+                    let Some(out) = out else { continue };
+                    (out.seq, out.ts, None)
+                }
+                Forwarding::Video(forwarder) => {
+                    let verdict = forwarder.on_packet(VideoPacket {
+                        spatial,
+                        temporal: vp8.and_then(|v| v.temporal),
+                        keyframe,
+                        seq: input.seq,
+                        ts: input.ts,
+                        arrival: input.arrival,
+                        picture_id: vp8.and_then(|v| v.picture_id),
+                        tl0_pic_idx: vp8.and_then(|v| v.tl0_pic_idx),
+                    });
+                    match verdict {
+                        Verdict::Forward {
+                            seq,
+                            ts,
+                            picture_id,
+                            tl0_pic_idx,
+                            switched,
+                        } => {
+                            if switched {
+                                self.plane.metrics.layer_switches.inc();
+                            }
+                            let patch = descriptor.and_then(|d| {
+                                let mut b = d.patch();
+                                if let Some(p) = picture_id {
+                                    b = b.picture_id(p);
+                                }
+                                if let Some(t) = tl0_pic_idx {
+                                    b = b.tl0_pic_idx(t);
+                                }
+                                b.build().ok()
+                            });
+                            (seq, ts, patch)
+                        }
+                        Verdict::Drop => continue,
+                        Verdict::DropNeedKeyframe { spatial } => {
+                            keyframe_wanted = Some(spatial);
+                            continue;
+                        }
+                    }
+                }
             };
-            let Some(out) = out else { continue };
             let pt = match sub.pt_map.iter().find(|(a, _)| *a == params.pt()) {
                 Some((_, b)) => *b,
                 None => {
@@ -111,18 +179,15 @@ impl Room {
             let Some(stream) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
-            stream.write_rtp(
-                RtpWrite::new(
-                    pt,
-                    out.seq.into(),
-                    out.ts,
-                    packet.timestamp,
-                    packet.payload.clone(),
-                )
-                .marker(packet.header.marker)
-                .ext_vals(packet.header.ext_vals.clone())
-                .nackable(kind == MediaKind::Video),
-            );
+            let mut write =
+                RtpWrite::new(pt, seq.into(), ts, packet.timestamp, packet.payload.clone())
+                    .marker(packet.header.marker)
+                    .ext_vals(packet.header.ext_vals.clone())
+                    .nackable(kind == MediaKind::Video);
+            if let Some(patch) = patch {
+                write = write.vp8_patch(patch);
+            }
+            stream.write_rtp(write);
             self.plane.metrics.rtp_packets_out.inc();
             self.plane
                 .metrics
@@ -130,27 +195,33 @@ impl Room {
                 .inc_by(packet.payload.len() as u64);
             self.drive(j);
         }
-        if wants_keyframe {
-            self.request_keyframe(&track, Instant::now());
+        if let Some(spatial) = keyframe_wanted {
+            self.request_keyframe(&track, spatial, now);
         }
     }
 
-    /// A subscriber asked for a keyframe on one of its outgoing mids.
+    /// A subscriber asked for a keyframe on one of its outgoing mids: ask for the layer it
+    /// receives (or is switching to).
     pub(super) fn on_keyframe_request(&mut self, from: ParticipantId, req: KeyframeRequest) {
         let Some(j) = self.index(from) else { return };
-        let Some(track) = self.participants[j]
+        let Some(sub) = self.participants[j]
             .subscriptions
-            .iter()
+            .iter_mut()
             .find(|s| s.mid() == Some(req.mid))
-            .map(|s| s.track.clone())
         else {
             return;
         };
-        self.request_keyframe(&track, Instant::now());
+        let track = sub.track.clone();
+        let spatial = sub
+            .video()
+            .and_then(|v| v.current().or(v.target().map(|l| l.spatial)))
+            .unwrap_or(0);
+        self.request_keyframe(&track, spatial, Instant::now());
     }
 
-    /// Asks the publisher of `track` for a keyframe, unless one was asked for very recently.
-    pub(super) fn request_keyframe(&mut self, track: &TrackId, now: Instant) {
+    /// Asks the publisher of `track` for a keyframe of one layer, unless one was asked for
+    /// very recently (requests from all subscribers collapse here).
+    pub(super) fn request_keyframe(&mut self, track: &TrackId, spatial: u8, now: Instant) {
         let Some(i) = self.index(track.publisher) else {
             return;
         };
@@ -161,9 +232,11 @@ impl Room {
         if publication.kind != MediaKind::Video {
             return;
         }
-        match publication.keyframes.on_request(now) {
+        let layer = &mut publication.layers[spatial.min(2) as usize];
+        match layer.keyframes.on_request(now) {
             Decision::Send => {
-                send_pli(p, track, &self.plane.metrics);
+                let ssrc = layer.ssrc;
+                send_pli(p, track, ssrc, &self.plane.metrics);
                 self.drive(i);
             }
             Decision::Suppressed => self.plane.metrics.keyframe_requests_suppressed.inc(),
@@ -174,45 +247,38 @@ impl Room {
     pub(super) fn poll_keyframe_throttles(&mut self, now: Instant) {
         for i in 0..self.participants.len() {
             let p = &mut self.participants[i];
-            let due: Vec<TrackId> = p
-                .publications
-                .iter_mut()
-                .filter_map(|x| x.keyframes.poll(now).then(|| x.track.clone()))
-                .collect();
+            let mut due = Vec::new();
+            for publication in &mut p.publications {
+                for layer in &mut publication.layers {
+                    if layer.keyframes.poll(now) {
+                        due.push((publication.track.clone(), layer.ssrc));
+                    }
+                }
+            }
             if due.is_empty() {
                 continue;
             }
-            for track in &due {
-                send_pli(p, track, &self.plane.metrics);
+            for (track, ssrc) in &due {
+                send_pli(p, track, *ssrc, &self.plane.metrics);
             }
             self.drive(i);
         }
     }
 }
 
-fn send_pli(p: &mut Participant, track: &TrackId, metrics: &Metrics) {
+fn send_pli(
+    p: &mut Participant,
+    track: &TrackId,
+    ssrc: Option<str0m::rtp::Ssrc>,
+    metrics: &Metrics,
+) {
     let mut api = p.rtc.direct_api();
-    // Every layer of the track: each is an independent encoder.
-    let mut any = false;
-    let ssrcs: Vec<_> = p
-        .publications
-        .iter()
-        .find(|x| &x.track == track)
-        .map(|x| x.ssrcs.clone())
-        .unwrap_or_default();
-    for ssrc in ssrcs {
-        if let Some(stream) = api.stream_rx(&ssrc) {
-            stream.request_keyframe(KeyframeRequestKind::Pli);
-            any = true;
-        }
-    }
-    if !any {
-        if let Some(stream) = api.stream_rx_by_mid(track.mid, None) {
-            stream.request_keyframe(KeyframeRequestKind::Pli);
-            any = true;
-        }
-    }
-    if any {
+    let stream = match ssrc {
+        Some(ssrc) => api.stream_rx(&ssrc),
+        None => api.stream_rx_by_mid(track.mid, None),
+    };
+    if let Some(stream) = stream {
+        stream.request_keyframe(KeyframeRequestKind::Pli);
         metrics.keyframe_requests_sent.inc();
     }
 }
@@ -223,15 +289,27 @@ pub(super) fn on_egress_stats(p: &mut Participant, s: &MediaEgressStats, metrics
             metrics.nacks_received.inc_by(s.nacks - sub.nacks_received);
             sub.nacks_received = s.nacks;
         }
-        sub.keyframes_received = s.plis + s.firs;
+        sub.loss = s.loss;
+    }
+    if s.rtt.is_some() {
+        p.rtt = s.rtt;
     }
 }
 
 pub(super) fn on_ingress_stats(p: &mut Participant, s: &MediaIngressStats, metrics: &Metrics) {
     if let Some(publication) = p.publications.iter_mut().find(|x| x.track.mid == s.mid) {
-        if s.nacks > publication.nacks_sent {
-            metrics.nacks_sent.inc_by(s.nacks - publication.nacks_sent);
-            publication.nacks_sent = s.nacks;
+        // str0m keeps totals per stream, and a simulcast track has one stream per layer.
+        let spatial = s.rid.and_then(|r| spatial_of_rid(r.as_ref())).unwrap_or(0);
+        let layer = &mut publication.layers[spatial as usize];
+        if s.nacks > layer.nacks_sent {
+            metrics.nacks_sent.inc_by(s.nacks - layer.nacks_sent);
+            layer.nacks_sent = s.nacks;
         }
+        if s.loss.is_some() {
+            publication.loss = s.loss;
+        }
+    }
+    if s.rtt.is_some() {
+        p.rtt = s.rtt;
     }
 }

@@ -2,6 +2,7 @@
 //! shared with other rooms: the only shared things are the UDP socket (sends need no lock) and
 //! the atomic metrics.
 
+mod adapt;
 mod media;
 mod negotiation;
 pub mod participant;
@@ -11,7 +12,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use signaling::{ClientMessage, ErrorCode, JoinError, JoinRequest, ServerMessage};
+use signaling::{
+    ClientMessage, ErrorCode, JoinError, JoinRequest, ServerMessage, VideoLayerConfig,
+};
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{KeyframeRequest, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpPacket;
@@ -33,6 +37,8 @@ pub struct MediaPlane {
     pub demux: mpsc::UnboundedSender<DemuxCommand>,
     pub max_participants: usize,
     pub metrics: Arc<Metrics>,
+    pub video_layers: Vec<VideoLayerConfig>,
+    pub initial_estimate_bps: u64,
 }
 
 pub enum RoomCommand {
@@ -75,6 +81,10 @@ pub struct Room {
     participants: Vec<Participant>,
     datagram_tx: mpsc::Sender<Datagram>,
     work: VecDeque<Work>,
+    next_adapt: Instant,
+    next_quality: Instant,
+    /// This room's share of the paused-subscriptions gauge.
+    paused_subscriptions: usize,
 }
 
 /// Starts a room task.
@@ -88,6 +98,9 @@ pub fn spawn(id: RoomId, plane: Arc<MediaPlane>, on_empty: CloseHook) -> RoomHan
         participants: Vec::new(),
         datagram_tx,
         work: VecDeque::new(),
+        next_adapt: Instant::now(),
+        next_quality: Instant::now(),
+        paused_subscriptions: 0,
     };
     room.plane.metrics.rooms.inc();
     tokio::spawn(
@@ -142,6 +155,10 @@ impl Room {
         for p in std::mem::take(&mut self.participants) {
             self.forget(&p);
         }
+        self.plane
+            .metrics
+            .paused_subscriptions
+            .sub(self.paused_subscriptions as i64);
         self.plane.metrics.rooms.dec();
         info!("room closed");
     }
@@ -152,11 +169,13 @@ impl Room {
             .participants
             .iter()
             .flat_map(|p| p.publications.iter())
-            .filter_map(|p| p.keyframes.poll_timeout());
+            .flat_map(|p| p.layers.iter())
+            .filter_map(|l| l.keyframes.poll_timeout());
         self.participants
             .iter()
             .map(|p| p.next_timeout)
             .chain(throttles)
+            .chain([self.next_adapt, self.next_quality])
             .min()
             .unwrap_or(idle)
             .min(idle)
@@ -217,7 +236,8 @@ impl Room {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_h264(true)
-            .set_stats_interval(Some(Duration::from_secs(2)))
+            .enable_bwe(Some(Bitrate::bps(self.plane.initial_estimate_bps)))
+            .set_stats_interval(Some(Duration::from_secs(1)))
             .build(now);
         let candidate = Candidate::host(self.plane.candidate_addr, "udp")
             .expect("invariant: the candidate address is a bound UDP socket address");
@@ -247,11 +267,18 @@ impl Room {
             subscriptions: Vec::new(),
             next_timeout: now,
             ice_lost_at: None,
+            allocator: Default::default(),
+            estimate_bps: None,
+            bwe_setting: (0, 0),
+            data_saver: false,
+            rtt: None,
+            quality: None,
         };
         participant.send(ServerMessage::Joined {
             participant_id: id.to_string(),
             room: self.id.0.clone(),
             participants: self.participants.iter().map(Participant::info).collect(),
+            video_layers: self.plane.video_layers.clone(),
         });
         let info = participant.info();
         for other in &self.participants {
@@ -314,6 +341,10 @@ impl Room {
                 }
                 Ok(())
             }
+            ClientMessage::SetPreference { data_saver } => {
+                self.participants[i].data_saver = data_saver;
+                Ok(())
+            }
             ClientMessage::Join { .. } | ClientMessage::Leave => {
                 // The connection handles these; they never reach a room.
                 Err((ErrorCode::WrongState, "not expected here".into()))
@@ -355,6 +386,17 @@ impl Room {
             }
         }
         self.poll_keyframe_throttles(now);
+        if now >= self.next_adapt {
+            self.next_adapt = now + adapt::ADAPT_INTERVAL;
+            let before = self.paused_subscriptions;
+            self.adapt(now);
+            let m = &self.plane.metrics.paused_subscriptions;
+            m.add(self.paused_subscriptions as i64 - before as i64);
+        }
+        if now >= self.next_quality {
+            self.next_quality = now + adapt::QUALITY_INTERVAL;
+            self.update_quality();
+        }
         self.process_work();
     }
 
@@ -413,6 +455,10 @@ impl Room {
                         }
                     }
                     Event::Connected => info!(participant = %p.id, "media connected"),
+                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                        p.estimate_bps = Some(estimate.as_u64());
+                        self.plane.metrics.estimate_bps.observe(estimate.as_f64());
+                    }
                     Event::MediaEgressStats(s) => {
                         media::on_egress_stats(p, &s, &self.plane.metrics)
                     }
@@ -430,7 +476,10 @@ impl Room {
             match work {
                 Work::Rtp(from, packet) => self.forward(from, packet),
                 Work::KeyframeRequest(from, req) => self.on_keyframe_request(from, req),
-                Work::MediaAdded(from, mid, kind) => self.publish(from, mid, kind),
+                Work::MediaAdded(from, mid, kind) => {
+                    let simulcast = false; // only reached for media not in the client's offer
+                    self.publish(from, mid, kind, simulcast)
+                }
             }
         }
     }

@@ -23,11 +23,11 @@ impl Room {
         }
         let offer = SdpOffer::from_sdp_string(sdp)
             .map_err(|e| (ErrorCode::BadSdp, format!("cannot parse offer: {e}")))?;
-        let mids: Vec<Mid> = offer
+        let mids: Vec<(Mid, bool)> = offer
             .media_lines
             .iter()
             .filter(|m| !m.disabled)
-            .map(|m| m.mid())
+            .map(|m| (m.mid(), m.simulcast().is_some()))
             .collect();
         let answer = p
             .rtc
@@ -41,14 +41,14 @@ impl Room {
         // Publish now rather than on str0m's `MediaAdded` (which waits for DTLS), so the
         // others negotiate while this participant's connection is still being set up.
         let from = p.id;
-        let published: Vec<(Mid, MediaKind)> = mids
+        let published: Vec<(Mid, MediaKind, bool)> = mids
             .into_iter()
-            .filter_map(|mid| p.rtc.media(mid))
-            .filter(|m| m.direction().is_receiving())
-            .map(|m| (m.mid(), m.kind()))
+            .filter_map(|(mid, simulcast)| p.rtc.media(mid).map(|m| (m, simulcast)))
+            .filter(|(m, _)| m.direction().is_receiving())
+            .map(|(m, simulcast)| (m.mid(), m.kind(), simulcast))
             .collect();
-        for (mid, kind) in published {
-            self.publish(from, mid, kind);
+        for (mid, kind, simulcast) in published {
+            self.publish(from, mid, kind, simulcast);
         }
         Ok(())
     }
@@ -93,16 +93,20 @@ impl Room {
             SubscriptionState::Stopping(_) => false,
             _ => true,
         });
-        // A new video subscriber needs a keyframe to start decoding.
-        let now = std::time::Instant::now();
-        for track in opened {
-            self.request_keyframe(&track, now);
-        }
+        // A new video subscriber needs a keyframe to start decoding; the allocator decides
+        // which layer at its next tick, and the forwarder asks for that layer's keyframe.
+        let _ = opened;
         Ok(())
     }
 
     /// A participant's offer added a track it sends: everyone else subscribes to it.
-    pub(super) fn publish(&mut self, from: ParticipantId, mid: Mid, kind: MediaKind) {
+    pub(super) fn publish(
+        &mut self,
+        from: ParticipantId,
+        mid: Mid,
+        kind: MediaKind,
+        simulcast: bool,
+    ) {
         let Some(i) = self.index(from) else { return };
         if self.participants[i]
             .publications
@@ -116,13 +120,9 @@ impl Room {
             mid,
         };
         info!(track = %track, ?kind, "published");
-        self.participants[i].publications.push(Publication {
-            track: track.clone(),
-            kind,
-            keyframes: Default::default(),
-            ssrcs: Vec::new(),
-            nacks_sent: 0,
-        });
+        self.participants[i]
+            .publications
+            .push(Publication::new(track.clone(), kind, simulcast));
         self.plane.metrics.tracks.inc();
         for (j, s) in self.participants.iter_mut().enumerate() {
             if j != i {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use signaling::{ParticipantInfo, Role, ServerMessage, TrackKind};
+use signaling::{ParticipantInfo, Quality, Role, ServerMessage, TrackKind};
 use str0m::change::SdpPendingOffer;
 use str0m::format::PayloadParams;
 use str0m::media::{MediaKind, Mid, Pt};
@@ -11,21 +11,88 @@ use str0m::rtp::Ssrc;
 use str0m::Rtc;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::adapt::allocator::{Allocator, Target};
+use crate::adapt::layer::Ladder;
+use crate::adapt::meter::RateMeter;
+use crate::adapt::quality::LinkStats;
 use crate::forward::codec::VideoCodec;
 use crate::forward::keyframe::KeyframeThrottle;
 use crate::forward::rewrite::Rewriter;
+use crate::forward::video::VideoForwarder;
 use crate::ids::{ParticipantId, TrackId};
+
+/// A layer that sent nothing for this long is gone (the publisher's encoder dropped it).
+pub const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// One simulcast layer (or the only stream) of a published video track, as received.
+#[derive(Debug, Default)]
+pub struct InLayer {
+    pub ssrc: Option<Ssrc>,
+    pub meter: RateMeter,
+    pub keyframes: KeyframeThrottle,
+    /// Highest temporal layer id seen (0 when the codec carries none).
+    pub max_temporal: u8,
+    /// Last measured rate, kept while dynacast has the layer stopped.
+    pub last_bps: Option<u64>,
+    /// Dynacast: whether the publisher was asked to send it.
+    pub requested: bool,
+    /// Since when no subscriber has needed it.
+    pub unneeded_since: Option<Instant>,
+    /// NACKs sent for it so far (str0m reports totals; metrics want increments).
+    pub nacks_sent: u64,
+}
 
 /// A track this participant sends to the SFU.
 #[derive(Debug)]
 pub struct Publication {
     pub track: TrackId,
     pub kind: MediaKind,
-    pub keyframes: KeyframeThrottle,
-    /// Incoming SSRCs seen for this track (one per simulcast layer), for fast lookup.
-    pub ssrcs: Vec<Ssrc>,
-    /// NACKs sent for it so far (str0m reports totals; metrics want increments).
-    pub nacks_sent: u64,
+    /// Whether the client sends simulcast rids (else layer 0 is the only stream).
+    pub simulcast: bool,
+    pub layers: [InLayer; 3],
+    /// Incoming SSRCs and the spatial layer each carries.
+    pub ssrcs: Vec<(Ssrc, u8)>,
+    pub loss: Option<f32>,
+}
+
+impl Publication {
+    pub fn new(track: TrackId, kind: MediaKind, simulcast: bool) -> Self {
+        let mut layers: [InLayer; 3] = Default::default();
+        for l in &mut layers {
+            l.requested = true;
+        }
+        Self {
+            track,
+            kind,
+            simulcast,
+            layers,
+            ssrcs: Vec::new(),
+            loss: None,
+        }
+    }
+
+    /// The layers subscribers may be given now. A layer dynacast stopped counts, at its last
+    /// rate (or the configured one), so it can be asked for again.
+    pub fn ladder(&mut self, now: Instant, nominal_bps: &[u64]) -> Ladder {
+        let mut rates = [None; 3];
+        let mut temporal = 1;
+        for (s, l) in self.layers.iter_mut().enumerate() {
+            if !self.simulcast && s > 0 {
+                break;
+            }
+            let measured = l.meter.bps(now).filter(|b| *b > 0);
+            if l.meter.active(now, LAYER_TIMEOUT) {
+                if let Some(b) = measured {
+                    l.last_bps = Some(b);
+                }
+                rates[s] = l.last_bps.or(nominal_bps.get(s).copied());
+                temporal = temporal.max(l.max_temporal + 1);
+            } else if !l.requested && l.ssrc.is_some() {
+                rates[s] = l.last_bps.or(nominal_bps.get(s).copied());
+            }
+        }
+        Ladder::from_spatial_rates(rates, temporal)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +109,12 @@ pub enum SubscriptionState {
     Stopping(Mid),
 }
 
+#[derive(Debug)]
+pub enum Forwarding {
+    Audio(Rewriter),
+    Video(VideoForwarder),
+}
+
 /// A remote track this participant receives.
 #[derive(Debug)]
 pub struct Subscription {
@@ -50,31 +123,35 @@ pub struct Subscription {
     pub state: SubscriptionState,
     /// Set when the publisher left while this was being negotiated.
     pub publisher_gone: bool,
-    pub rewriter: Rewriter,
+    pub forwarding: Forwarding,
     /// Publisher payload type -> ours, learned on first use.
     pub pt_map: Vec<(Pt, Pt)>,
     pub nacks_received: u64,
-    pub keyframes_received: u64,
+    pub loss: Option<f32>,
+    /// What the client was last told about this video subscription.
+    pub reported: Option<Target>,
 }
+
+/// First outgoing sequence number: low, so the rollover counter stays 0 for a long time; see
+/// str0m's `RtpWrite` docs on ROC.
+const FIRST_SEQ: u16 = 1000;
 
 impl Subscription {
     pub fn new(track: TrackId, kind: MediaKind) -> Self {
-        let clock_rate = if kind == MediaKind::Audio {
-            48_000
-        } else {
-            90_000
+        let forwarding = match kind {
+            MediaKind::Audio => Forwarding::Audio(Rewriter::new(48_000, FIRST_SEQ)),
+            MediaKind::Video => Forwarding::Video(VideoForwarder::new(FIRST_SEQ)),
         };
         Self {
             track,
             kind,
             state: SubscriptionState::ToOpen,
             publisher_gone: false,
-            // Starting low keeps the rollover counter at 0 for a long time; see str0m's
-            // `RtpWrite` docs on ROC.
-            rewriter: Rewriter::new(clock_rate, 1000),
+            forwarding,
             pt_map: Vec::new(),
             nacks_received: 0,
-            keyframes_received: 0,
+            loss: None,
+            reported: None,
         }
     }
 
@@ -85,6 +162,20 @@ impl Subscription {
             | SubscriptionState::Open(m)
             | SubscriptionState::ToStop(m)
             | SubscriptionState::Stopping(m) => Some(m),
+        }
+    }
+
+    pub fn open_mid(&self) -> Option<Mid> {
+        match self.state {
+            SubscriptionState::Open(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn video(&mut self) -> Option<&mut VideoForwarder> {
+        match &mut self.forwarding {
+            Forwarding::Video(v) => Some(v),
+            Forwarding::Audio(_) => None,
         }
     }
 }
@@ -111,6 +202,14 @@ pub struct Participant {
     pub subscriptions: Vec<Subscription>,
     pub next_timeout: Instant,
     pub ice_lost_at: Option<Instant>,
+    /// Bandwidth adaptation of what this participant receives.
+    pub allocator: Allocator<TrackId>,
+    pub estimate_bps: Option<u64>,
+    /// (minimum, desired) last given to str0m's estimator.
+    pub bwe_setting: (u64, u64),
+    pub data_saver: bool,
+    pub rtt: Option<Duration>,
+    pub quality: Option<Quality>,
 }
 
 impl Participant {
@@ -124,16 +223,19 @@ impl Participant {
         }
     }
 
-    /// Queues a message for the client; a client too slow to read its signaling is dropped by
-    /// the caller seeing `false`.
+    /// Queues a message for the client. A client too slow to read its signaling loses
+    /// messages; `reap` drops it when its connection closes.
     pub fn send(&self, message: ServerMessage) -> bool {
         self.outbox.try_send(message).is_ok()
     }
 
-    pub fn publication_by_ssrc(&self, ssrc: Ssrc) -> Option<usize> {
-        self.publications
-            .iter()
-            .position(|p| p.ssrcs.contains(&ssrc))
+    pub fn publication_by_ssrc(&self, ssrc: Ssrc) -> Option<(usize, u8)> {
+        self.publications.iter().enumerate().find_map(|(i, p)| {
+            p.ssrcs
+                .iter()
+                .find(|(s, _)| *s == ssrc)
+                .map(|(_, spatial)| (i, *spatial))
+        })
     }
 
     /// The codec parameters of one of this participant's payload types.
@@ -148,6 +250,25 @@ impl Participant {
                 SubscriptionState::ToOpen | SubscriptionState::ToStop(_)
             )
         })
+    }
+
+    pub fn link_stats(&self) -> LinkStats {
+        let max = |a: Option<f32>, b: Option<f32>| match (a, b) {
+            (Some(x), Some(y)) => Some(x.max(y)),
+            (x, None) | (None, x) => x,
+        };
+        LinkStats {
+            egress_loss: self
+                .subscriptions
+                .iter()
+                .fold(None, |acc, s| max(acc, s.loss)),
+            ingress_loss: self
+                .publications
+                .iter()
+                .fold(None, |acc, p| max(acc, p.loss)),
+            rtt: self.rtt,
+            estimate_bps: self.estimate_bps,
+        }
     }
 }
 

@@ -1,0 +1,239 @@
+//! The adaptation tick: per subscriber, feed the allocator and apply its targets; per
+//! publisher, dynacast (stop layers nobody receives); per participant, connection quality.
+//! Deciding lives in `crate::adapt`; this file only gathers inputs and applies outputs.
+
+use std::time::{Duration, Instant};
+
+use signaling::{PauseReason, ServerMessage};
+use str0m::bwe::Bitrate;
+use str0m::media::MediaKind;
+
+use super::participant::{Forwarding, SubscriptionState};
+use super::Room;
+use crate::adapt::allocator::{self, Priority, Target, VideoInput};
+use crate::adapt::layer::{Layer, RIDS};
+use crate::adapt::quality::quality;
+use crate::ids::TrackId;
+
+/// How often allocations are recomputed.
+pub const ADAPT_INTERVAL: Duration = Duration::from_millis(200);
+/// How often connection quality is re-evaluated.
+pub const QUALITY_INTERVAL: Duration = Duration::from_secs(2);
+/// A layer nobody has needed for this long is stopped at the publisher. Long enough that a
+/// subscriber dipping for a few seconds does not make the publisher restart an encoder.
+pub const DYNACAST_GRACE: Duration = Duration::from_secs(5);
+/// Audio bitrate budgeted per received audio track (Opus at ~32 kbps plus packet overhead).
+pub const AUDIO_BPS: u64 = 40_000;
+
+impl Room {
+    pub(super) fn adapt(&mut self, now: Instant) {
+        let nominal: Vec<u64> = self
+            .plane
+            .video_layers
+            .iter()
+            .map(|l| l.max_bitrate)
+            .collect();
+        // Ladders of every published video track, once per tick.
+        let mut ladders = Vec::new();
+        for p in &mut self.participants {
+            for publication in &mut p.publications {
+                if publication.kind == MediaKind::Video {
+                    ladders.push((publication.track.clone(), publication.ladder(now, &nominal)));
+                }
+            }
+        }
+
+        let mut keyframes: Vec<(TrackId, u8)> = Vec::new();
+        for j in 0..self.participants.len() {
+            let s = &mut self.participants[j];
+            let audio_tracks = s
+                .subscriptions
+                .iter()
+                .filter(|x| x.kind == MediaKind::Audio && x.open_mid().is_some())
+                .count() as u64;
+            let video: Vec<VideoInput<TrackId>> = s
+                .subscriptions
+                .iter()
+                .filter(|x| x.kind == MediaKind::Video && x.open_mid().is_some())
+                .filter_map(|x| {
+                    let ladder = ladders.iter().find(|(t, _)| *t == x.track)?.1.clone();
+                    Some(VideoInput {
+                        key: x.track.clone(),
+                        priority: Priority::Normal,
+                        ladder,
+                        max_spatial: if s.data_saver { 0 } else { 2 },
+                    })
+                })
+                .collect();
+            let input = allocator::Input {
+                estimate_bps: s.estimate_bps.unwrap_or(self.plane.initial_estimate_bps),
+                audio_bps: audio_tracks * AUDIO_BPS,
+                video,
+            };
+            let out = s.allocator.update(now, &input);
+
+            for (track, target) in &out.targets {
+                let Some(sub) = s.subscriptions.iter_mut().find(|x| &x.track == track) else {
+                    continue;
+                };
+                let Forwarding::Video(forwarder) = &mut sub.forwarding else {
+                    continue;
+                };
+                let layer = match target {
+                    Target::Layer(l) => Some(*l),
+                    _ => None,
+                };
+                if forwarder.target() != layer {
+                    forwarder.set_target(layer);
+                }
+                if let Some(spatial) = forwarder.switch_pending() {
+                    keyframes.push((track.clone(), spatial));
+                }
+                if sub.reported != Some(*target) {
+                    sub.reported = Some(*target);
+                    let (layer, temporal, paused) = match target {
+                        Target::Layer(l) => (Some(l.rid().to_string()), Some(l.temporal), None),
+                        Target::PausedForBandwidth => (None, None, Some(PauseReason::Bandwidth)),
+                        Target::Unavailable => (None, None, Some(PauseReason::Unavailable)),
+                    };
+                    if let Some(mid) = sub.mid() {
+                        let _ = s.outbox.try_send(ServerMessage::LayerChanged {
+                            participant_id: track.publisher.to_string(),
+                            track_id: track.to_string(),
+                            mid: mid.to_string(),
+                            layer,
+                            temporal,
+                            paused,
+                        });
+                    }
+                }
+            }
+
+            // Keep media plus padding at the current allocation; probe for one step up.
+            let setting = (out.allocated_bps, out.probe_bps.max(out.allocated_bps));
+            let (old_min, old_desired) = s.bwe_setting;
+            let moved = |a: u64, b: u64| a.abs_diff(b) * 20 > b.max(1);
+            if moved(setting.0, old_min) || moved(setting.1, old_desired) {
+                s.bwe_setting = setting;
+                s.rtc
+                    .bwe()
+                    .set_bitrate(Bitrate::bps(setting.0), Bitrate::bps(setting.1));
+            }
+        }
+        let paused = self
+            .participants
+            .iter()
+            .flat_map(|p| &p.subscriptions)
+            .filter(|x| matches!(x.reported, Some(Target::PausedForBandwidth)))
+            .count();
+        self.paused_subscriptions = paused;
+
+        for (track, spatial) in keyframes {
+            self.request_keyframe(&track, spatial, now);
+        }
+        self.dynacast(now);
+        for i in 0..self.participants.len() {
+            self.drive(i);
+        }
+    }
+
+    /// Stops simulcast layers no subscriber receives or is switching to, and restarts them as
+    /// soon as one is wanted again.
+    fn dynacast(&mut self, now: Instant) {
+        let mut needed: Vec<(TrackId, [bool; 3])> = Vec::new();
+        for p in &self.participants {
+            for sub in &p.subscriptions {
+                let Forwarding::Video(f) = &sub.forwarding else {
+                    continue;
+                };
+                if !matches!(
+                    sub.state,
+                    SubscriptionState::Open(_) | SubscriptionState::Negotiating(_)
+                ) {
+                    continue;
+                }
+                let entry = match needed.iter_mut().find(|(t, _)| *t == sub.track) {
+                    Some(e) => e,
+                    None => {
+                        needed.push((sub.track.clone(), [false; 3]));
+                        needed.last_mut().expect("invariant: just pushed")
+                    }
+                };
+                if let Some(Layer { spatial, .. }) = f.target() {
+                    entry.1[spatial as usize] = true;
+                }
+                if let Some(spatial) = f.current() {
+                    entry.1[spatial as usize] = true;
+                }
+                if matches!(sub.state, SubscriptionState::Negotiating(_)) {
+                    // Not allocated yet: it will start low.
+                    entry.1[0] = true;
+                }
+            }
+        }
+        for p in &mut self.participants {
+            for publication in &mut p.publications {
+                if publication.kind != MediaKind::Video || !publication.simulcast {
+                    continue;
+                }
+                let wanted = needed
+                    .iter()
+                    .find(|(t, _)| *t == publication.track)
+                    .map(|(_, n)| *n)
+                    .unwrap_or([false; 3]);
+                let mut changed = false;
+                for (s, layer) in publication.layers.iter_mut().enumerate() {
+                    if wanted[s] {
+                        layer.unneeded_since = None;
+                        if !layer.requested {
+                            layer.requested = true;
+                            changed = true;
+                        }
+                    } else {
+                        let since = *layer.unneeded_since.get_or_insert(now);
+                        if layer.requested && now.saturating_duration_since(since) >= DYNACAST_GRACE
+                        {
+                            layer.requested = false;
+                            changed = true;
+                        }
+                    }
+                }
+                if changed {
+                    let active: Vec<String> = publication
+                        .layers
+                        .iter()
+                        .zip(RIDS)
+                        .filter(|(l, _)| l.requested)
+                        .map(|(_, rid)| rid.to_string())
+                        .collect();
+                    self.plane.metrics.dynacast_changes.inc();
+                    let _ = p.outbox.try_send(ServerMessage::PublishLayers {
+                        mid: publication.track.mid.to_string(),
+                        active,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Tells everyone each participant's connection quality when it changes.
+    pub(super) fn update_quality(&mut self) {
+        let mut changes = Vec::new();
+        for p in &mut self.participants {
+            let q = quality(&p.link_stats());
+            if p.quality != Some(q) {
+                p.quality = Some(q);
+                changes.push((p.id, q, p.estimate_bps));
+            }
+        }
+        for (id, q, estimate) in changes {
+            for p in &self.participants {
+                p.send(ServerMessage::ConnectionQuality {
+                    participant_id: id.to_string(),
+                    quality: q,
+                    estimate_bps: if p.id == id { estimate } else { None },
+                });
+            }
+        }
+    }
+}
