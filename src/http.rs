@@ -73,7 +73,9 @@ async fn serve(root: &Path, path: &str) -> Response {
     let Some(relative) = safe_relative(path) else {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     };
-    if relative.starts_with("tests") || relative.starts_with("node_modules") {
+    // The client's own tooling lives beside it; only the app itself is served.
+    let private = ["tests", "node_modules", "package.json", "package-lock.json"];
+    if private.iter().any(|p| relative.starts_with(p)) {
         return (StatusCode::NOT_FOUND, "not found\n").into_response();
     }
     let full = root.join(&relative);

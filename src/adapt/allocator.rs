@@ -117,7 +117,9 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             let current = state.target;
             let current_valid = match current {
                 Target::Layer(l) => v.ladder.rate(l).is_some() && l.spatial <= v.max_spatial,
-                _ => true,
+                Target::PausedForBandwidth => true,
+                // Nothing was published yet: the first layers start at once.
+                Target::Unavailable => false,
             };
             let next = if !current_valid {
                 // The layer went away (publisher stopped it) or the cap changed: move now.
@@ -472,6 +474,20 @@ mod tests {
             &input(3_000_000, vec![gone]),
         );
         assert_eq!(o.targets[0].1, Target::Unavailable);
+    }
+
+    #[test]
+    fn video_starts_at_once_when_the_publisher_begins_sending() {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let nothing = VideoInput {
+            ladder: Ladder::from_spatial_rates([None, None, None], 1),
+            ..camera(1)
+        };
+        let o = a.update(t0, &input(3_000_000, vec![nothing]));
+        assert_eq!(o.targets[0].1, Target::Unavailable);
+        let o = a.update(t0 + Duration::from_millis(100), &input(3_000_000, vec![camera(1)]));
+        assert_eq!(spatial(&o, 1), Some(2));
     }
 
     #[test]

@@ -187,6 +187,7 @@ impl Room {
                         layer.unneeded_since = None;
                         if !layer.requested {
                             layer.requested = true;
+                            layer.requested_at = Some(now);
                             changed = true;
                         }
                     } else {

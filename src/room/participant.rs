@@ -23,6 +23,8 @@ use crate::ids::{ParticipantId, TrackId};
 
 /// A layer that sent nothing for this long is gone (the publisher's encoder dropped it).
 pub const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
+/// A layer dynacast restarted counts as available this long before its first packet.
+pub const LAYER_RESTART: Duration = Duration::from_secs(3);
 
 /// One simulcast layer (or the only stream) of a published video track, as received.
 #[derive(Debug, Default)]
@@ -34,8 +36,9 @@ pub struct InLayer {
     pub max_temporal: u8,
     /// Last measured rate, kept while dynacast has the layer stopped.
     pub last_bps: Option<u64>,
-    /// Dynacast: whether the publisher was asked to send it.
+    /// Dynacast: whether the publisher was asked to send it, and when it was asked again.
     pub requested: bool,
+    pub requested_at: Option<Instant>,
     /// Since when no subscriber has needed it.
     pub unneeded_since: Option<Instant>,
     /// NACKs sent for it so far (str0m reports totals; metrics want increments).
@@ -87,8 +90,13 @@ impl Publication {
                 }
                 rates[s] = l.last_bps.or(nominal_bps.get(s).copied());
                 temporal = temporal.max(l.max_temporal + 1);
-            } else if !l.requested && l.ssrc.is_some() {
-                rates[s] = l.last_bps.or(nominal_bps.get(s).copied());
+            } else if l.ssrc.is_some() {
+                let restarting = l
+                    .requested_at
+                    .is_some_and(|t| now.saturating_duration_since(t) < LAYER_RESTART);
+                if !l.requested || restarting {
+                    rates[s] = l.last_bps.or(nominal_bps.get(s).copied());
+                }
             }
         }
         Ladder::from_spatial_rates(rates, temporal)

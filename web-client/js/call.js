@@ -1,0 +1,139 @@
+// The one RTCPeerConnection of a participant (PROTOCOL.md "Negotiation: glare-free by
+// construction"): the client offers exactly once (its own audio + video, sendonly); after that
+// only the server offers and the client answers. All SDP work runs through one queue, so a
+// server offer that arrives while another is being handled waits its turn.
+
+/** Video send encodings. A single layer for now; a server-provided simulcast list such as
+ *  [{rid:'q', scaleResolutionDownBy:4, maxBitrate:150_000}, {rid:'h', scaleResolutionDownBy:2, ...},
+ *   {rid:'f', maxBitrate:1_200_000}] can be passed to publish() instead. */
+export const DEFAULT_VIDEO_ENCODINGS = [{ maxBitrate: 1_200_000 }];
+
+export class Call {
+  /**
+   * @param {{
+   *   send: (type: string, fields: object) => void,
+   *   iceServers?: RTCIceServer[],
+   *   onTrack?: (t: {track: MediaStreamTrack, mid: string|null, streamId: string|null}) => void,
+   *   onTrackGone?: (t: {track: MediaStreamTrack, mid: string|null}) => void,
+   *   onConnectionState?: (state: RTCPeerConnectionState) => void,
+   *   onError?: (err: Error) => void,
+   * }} opts
+   */
+  constructor(opts) {
+    this.opts = opts;
+    this.closed = false;
+    this.offerSent = false;
+    this.pendingCandidates = [];
+    this.queue = Promise.resolve();
+    this.transceivers = { audio: null, video: null };
+
+    const pc = new RTCPeerConnection({ iceServers: opts.iceServers ?? [], bundlePolicy: 'max-bundle' });
+    this.pc = pc;
+    pc.onicecandidate = (ev) => this.onLocalCandidate(ev.candidate);
+    pc.onconnectionstatechange = () => {
+      if (!this.closed) opts.onConnectionState?.(pc.connectionState);
+    };
+    pc.ontrack = (ev) => this.onRemoteTrack(ev);
+  }
+
+  /** Runs `fn` after every earlier SDP step; errors go to onError and do not block the queue. */
+  enqueue(fn) {
+    const run = this.queue.then(() => (this.closed ? undefined : fn()));
+    this.queue = run.catch((err) => {
+      if (!this.closed) this.opts.onError?.(err);
+    });
+    return this.queue;
+  }
+
+  /**
+   * Adds the one audio and one video sendonly transceiver (with the local track when there is one,
+   * else by kind: receive-only users still follow the protocol) and sends the client's only offer.
+   * `streamOrPromise` may be a promise (media still being acquired); server offers queue behind it.
+   */
+  publish(streamOrPromise, { videoEncodings = DEFAULT_VIDEO_ENCODINGS } = {}) {
+    return this.enqueue(async () => {
+      const stream = await streamOrPromise;
+      if (this.closed) return;
+      const pc = this.pc;
+      const audio = stream?.getAudioTracks()[0] ?? null;
+      const video = stream?.getVideoTracks()[0] ?? null;
+      const streams = stream && (audio || video) ? [stream] : [];
+      this.transceivers.audio = pc.addTransceiver(audio ?? 'audio', { direction: 'sendonly', streams });
+      this.transceivers.video = pc.addTransceiver(video ?? 'video', {
+        direction: 'sendonly',
+        streams,
+        sendEncodings: videoEncodings.map((e) => ({ ...e })),
+      });
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      this.opts.send('offer', { sdp: pc.localDescription.sdp });
+      this.offerSent = true;
+      for (const c of this.pendingCandidates.splice(0)) this.sendCandidate(c);
+    });
+  }
+
+  /** The server's answer to our only offer. */
+  handleAnswer(sdp) {
+    return this.enqueue(() => this.pc.setRemoteDescription({ type: 'answer', sdp }));
+  }
+
+  /** A server offer (remote tracks added or removed): answer it. */
+  handleOffer(sdp) {
+    return this.enqueue(async () => {
+      const pc = this.pc;
+      await pc.setRemoteDescription({ type: 'offer', sdp });
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      this.opts.send('answer', { sdp: pc.localDescription.sdp });
+    });
+  }
+
+  onLocalCandidate(candidate) {
+    if (this.closed) return;
+    // A null candidate ends gathering; an empty-string one (per-generation end) is skipped so
+    // the server gets exactly one end-of-candidates.
+    if (candidate && !candidate.candidate) return;
+    const c = candidate
+      ? { candidate: candidate.candidate, sdp_mid: candidate.sdpMid, sdp_m_line_index: candidate.sdpMLineIndex }
+      : { candidate: '' };
+    if (this.offerSent) this.sendCandidate(c);
+    else this.pendingCandidates.push(c);
+  }
+
+  sendCandidate(c) {
+    const fields = { candidate: c.candidate };
+    if (c.sdp_mid != null) fields.sdp_mid = c.sdp_mid;
+    if (c.sdp_m_line_index != null) fields.sdp_m_line_index = c.sdp_m_line_index;
+    this.opts.send('candidate', fields);
+  }
+
+  onRemoteTrack(ev) {
+    if (this.closed) return;
+    const track = ev.track;
+    const mid = ev.transceiver?.mid ?? null;
+    const stream = ev.streams?.[0] ?? null;
+    const gone = () => {
+      if (!this.closed) this.opts.onTrackGone?.({ track, mid });
+    };
+    track.addEventListener('ended', gone, { once: true });
+    stream?.addEventListener('removetrack', (e) => {
+      if (e.track === track) gone();
+    });
+    this.opts.onTrack?.({ track, mid, streamId: stream?.id ?? null });
+  }
+
+  /** The current mid of a receiving transceiver whose track is `track`, if any. */
+  midOf(track) {
+    return this.pc.getTransceivers().find((t) => t.receiver.track === track)?.mid ?? null;
+  }
+
+  close() {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.pc.close();
+    } catch {
+      /* already closed */
+    }
+  }
+}

@@ -1,0 +1,98 @@
+// Who else is in the consult and which remote track belongs to whom.
+// A remote track is matched to its publisher by its transceiver mid (from `track_published`) or,
+// failing that, by its msid stream id (the publisher's participant_id, trusted once that
+// participant is known). Either may come first; a track that cannot be placed yet waits.
+
+import * as ui from './ui.js';
+
+export class Remotes {
+  constructor() {
+    this.participants = new Map(); // participant_id -> {name, role, audio_muted, video_muted}
+    this.tracks = new Map(); // mid -> {participantId, kind, trackId}   (from track_published)
+    this.received = new Map(); // mid -> MediaStreamTrack                 (from ontrack)
+    this.pending = new Map(); // mid -> {track, streamId} not yet placed
+    this.gone = new Set(); // participant ids that have left (late tracks are ignored)
+  }
+
+  clear() {
+    this.participants.clear();
+    this.tracks.clear();
+    this.received.clear();
+    this.pending.clear();
+    this.gone.clear();
+    ui.clearTiles();
+  }
+
+  upsert(info) {
+    const id = info.participant_id;
+    if (typeof id !== 'string') return;
+    const entry = {
+      name: info.name,
+      role: info.role,
+      audio_muted: !!info.audio_muted,
+      video_muted: !!info.video_muted,
+    };
+    this.participants.set(id, entry);
+    this.gone.delete(id);
+    ui.upsertTile(id, entry);
+    for (const [mid, p] of this.pending) {
+      if (p.streamId !== id) continue;
+      this.pending.delete(mid);
+      this.place(id, p.track);
+    }
+  }
+
+  left(id) {
+    this.participants.delete(id);
+    this.gone.add(id);
+    for (const [mid, t] of this.tracks) if (t.participantId === id) this.tracks.delete(mid);
+    ui.removeTile(id);
+  }
+
+  published({ participant_id: participantId, track_id: trackId, kind, mid }) {
+    if (typeof mid !== 'string') return;
+    this.tracks.set(mid, { participantId, kind, trackId });
+    // Place (or, if it was placed by a stream id that disagrees, move) the track of this mid.
+    const track = this.pending.get(mid)?.track ?? this.received.get(mid);
+    this.pending.delete(mid);
+    if (track) this.place(participantId, track);
+  }
+
+  unpublished({ mid }) {
+    const track = this.received.get(mid) ?? this.pending.get(mid)?.track;
+    this.tracks.delete(mid);
+    this.received.delete(mid);
+    this.pending.delete(mid);
+    if (track) ui.removeTileTrack(track);
+  }
+
+  muteChanged({ participant_id: id, kind, muted }) {
+    const p = this.participants.get(id);
+    if (p) p[kind === 'audio' ? 'audio_muted' : 'video_muted'] = !!muted;
+    ui.setRemoteMuted(id, kind, !!muted);
+  }
+
+  /** From RTCPeerConnection ontrack. */
+  trackArrived({ track, mid, streamId }) {
+    if (mid != null) this.received.set(mid, track);
+    const pub = mid != null ? this.tracks.get(mid) : undefined;
+    // The msid stream id names the publisher; trust it only for a participant we know of.
+    const id = pub?.participantId ?? (this.participants.has(streamId) ? streamId : null);
+    if (!id) {
+      if (mid != null) this.pending.set(mid, { track, streamId });
+      return;
+    }
+    this.place(id, track);
+  }
+
+  trackGone({ track, mid }) {
+    if (mid != null && this.received.get(mid) === track) this.received.delete(mid);
+    if (mid != null && this.pending.get(mid)?.track === track) this.pending.delete(mid);
+    ui.removeTileTrack(track);
+  }
+
+  place(id, track) {
+    if (this.gone.has(id) || track.readyState === 'ended') return;
+    ui.setTileTrack(id, track);
+  }
+}

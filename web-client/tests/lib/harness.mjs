@@ -1,0 +1,168 @@
+// Test harness: starts the consult-sfu binary, launches headless Chromium bots, reads the
+// server's CPU and memory from /proc. Used by tests/*.test.mjs.
+
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const WEB_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const REPO = resolve(WEB_ROOT, '..');
+export const SERVER_BIN = process.env.CONSULT_SFU_BIN || join(REPO, 'target/release/consult-sfu');
+export const CHROMIUM_BIN = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
+const READY_TIMEOUT_MS = 30_000;
+const CLOCK_TICKS = 100; // USER_HZ on Linux
+
+/** Flags measured to work on this machine (shared/TESTBED.md). */
+export const BASE_FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+  '--use-fake-ui-for-media-stream',
+];
+export const FAKE_MEDIA_FLAGS = ['--use-fake-device-for-media-stream'];
+
+/** Keeps the last `max` lines of a stream, so failures can show the server's log. */
+function tail(max) {
+  const lines = [];
+  return {
+    push(chunk) {
+      for (const line of chunk.split('\n')) if (line) lines.push(line);
+      while (lines.length > max) lines.shift();
+    },
+    text: () => lines.join('\n'),
+  };
+}
+
+/**
+ * Starts the server and resolves once it printed `CONSULT_READY http=ADDR udp=ADDR`.
+ * @returns {Promise<{proc, pid, http: string, udp: string, baseUrl: string, log: () => string, stop: () => Promise<void>}>}
+ */
+export async function startServer() {
+  if (!existsSync(SERVER_BIN)) {
+    throw new Error(`server binary not found at ${SERVER_BIN}: build it (cargo build --release) or set CONSULT_SFU_BIN`);
+  }
+  const args = ['--http-addr', '127.0.0.1:0', '--udp-addr', '127.0.0.1:0', '--web-root', WEB_ROOT];
+  const proc = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { RUST_LOG: 'info', ...process.env } });
+  const log = tail(200);
+  proc.stdout.setEncoding('utf8');
+  proc.stderr.setEncoding('utf8');
+  proc.stderr.on('data', (d) => log.push(d));
+
+  const exited = new Promise((res) => proc.once('exit', (code, signal) => res({ code, signal })));
+  const stop = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    proc.kill('SIGTERM');
+    const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(t);
+  };
+
+  let stdoutBuf = '';
+  const ready = new Promise((res, rej) => {
+    proc.stdout.on('data', (d) => {
+      log.push(d);
+      stdoutBuf += d;
+      const m = /^CONSULT_READY http=(\S+) udp=(\S+)\s*$/m.exec(stdoutBuf);
+      if (m) res({ http: m[1], udp: m[2] });
+      if (stdoutBuf.length > 1 << 20) stdoutBuf = stdoutBuf.slice(-4096);
+    });
+    proc.once('error', rej);
+    exited.then(({ code, signal }) =>
+      rej(new Error(`server exited before it was ready (code ${code}, signal ${signal}):\n${log.text()}`)),
+    );
+  });
+  let timer;
+  const timeout = new Promise((_, rej) => {
+    timer = setTimeout(
+      () => rej(new Error(`server printed no CONSULT_READY line within ${READY_TIMEOUT_MS / 1000} s:\n${log.text()}`)),
+      READY_TIMEOUT_MS,
+    );
+  });
+  try {
+    const { http, udp } = await Promise.race([ready, timeout]);
+    return { proc, pid: proc.pid, http, udp, baseUrl: `http://${http}`, log: log.text, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** CPU seconds (user + system) and peak RSS (KiB) of a live process, from /proc. */
+export function procUsage(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields[0] is field 3 (state)
+    const cpuSeconds = (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS; // utime (14), stime (15)
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const hwm = /^VmHWM:\s+(\d+) kB/m.exec(status);
+    return { cpuSeconds, peakRssKiB: hwm ? Number(hwm[1]) : NaN };
+  } catch {
+    return null;
+  }
+}
+
+/** One headless Chromium instance with a fresh profile; close() also removes the profile. */
+export async function launchBrowser({ fakeMedia = true } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'consult-e2e-'));
+  const args = [...BASE_FLAGS, ...(fakeMedia ? FAKE_MEDIA_FLAGS : [])];
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(dir, { executablePath: CHROMIUM_BIN, headless: true, args });
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    context,
+    async newPage(label) {
+      const page = context.pages().find((p) => p.url() === 'about:blank' && !p.__used) ?? (await context.newPage());
+      page.__used = true;
+      page.__logs = [];
+      page.on('console', (m) => {
+        if (m.type() === 'error' || m.type() === 'warning') page.__logs.push(`[${label}] ${m.type()}: ${m.text()}`);
+      });
+      page.on('pageerror', (e) => page.__logs.push(`[${label}] pageerror: ${e.message}`));
+      return page;
+    },
+    async close() {
+      await context.close().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function joinUrl(baseUrl, { room, name, role, lang = 'vi' }) {
+  const q = new URLSearchParams({ room, name, role, lang });
+  return `${baseUrl}/?${q}`;
+}
+
+export function randomRoom(prefix) {
+  return `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns a truthy value, or throws with `describe()` after `timeoutMs`. */
+export async function waitFor(fn, { timeoutMs, intervalMs = 250, what, describe }) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v) return v;
+    if (Date.now() > deadline) {
+      const extra = describe ? `\n${await describe()}` : '';
+      throw new Error(`timed out after ${timeoutMs / 1000} s waiting for ${what}${extra}`);
+    }
+    await sleep(intervalMs);
+  }
+}
