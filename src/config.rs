@@ -234,9 +234,12 @@ fn validate_layers(layers: &[VideoLayerConfig]) -> Result<(), ConfigError> {
         ));
     }
     for l in layers {
-        if !(l.scale_resolution_down_by >= 1.0)
+        let scale = l.scale_resolution_down_by;
+        if !scale.is_finite()
+            || scale < 1.0
             || l.max_bitrate < 30_000
-            || !(l.max_framerate > 0.0)
+            || !l.max_framerate.is_finite()
+            || l.max_framerate <= 0.0
         {
             return err(format!(
                 "layer {:?}: scale >= 1, max_bitrate >= 30000, max_framerate > 0",
@@ -323,7 +326,8 @@ mod tests {
 
     #[test]
     fn bad_input_is_a_clear_error() {
-        let cases: &[(&str, &[(&str, &str)], Option<&str>, &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>, &'a str);
+        let cases: &[Case] = &[
             (
                 "--http-addr nonsense",
                 &[],

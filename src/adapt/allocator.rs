@@ -486,7 +486,10 @@ mod tests {
         };
         let o = a.update(t0, &input(3_000_000, vec![nothing]));
         assert_eq!(o.targets[0].1, Target::Unavailable);
-        let o = a.update(t0 + Duration::from_millis(100), &input(3_000_000, vec![camera(1)]));
+        let o = a.update(
+            t0 + Duration::from_millis(100),
+            &input(3_000_000, vec![camera(1)]),
+        );
         assert_eq!(spatial(&o, 1), Some(2));
     }
 

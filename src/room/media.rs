@@ -167,7 +167,7 @@ impl Room {
             let pt = match sub.pt_map.iter().find(|(a, _)| *a == params.pt()) {
                 Some((_, b)) => *b,
                 None => {
-                    let Some(local) = s.rtc.codec_config().match_params(params.clone()) else {
+                    let Some(local) = s.rtc.codec_config().match_params(params) else {
                         continue; // the subscriber cannot decode this codec
                     };
                     let b = local.pt();

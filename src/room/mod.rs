@@ -69,6 +69,8 @@ pub struct RoomHandle {
 pub type CloseHook = Box<dyn Fn(&mut mpsc::UnboundedReceiver<RoomCommand>) -> bool + Send>;
 
 /// Work found while polling one `Rtc` that concerns other participants.
+// Not boxed: the queue's storage is reused, so a packet costs no allocation here.
+#[allow(clippy::large_enum_variant)]
 enum Work {
     Rtp(ParticipantId, RtpPacket),
     KeyframeRequest(ParticipantId, KeyframeRequest),
