@@ -20,6 +20,7 @@ pub fn router(registry: Registry, metrics: Arc<Metrics>, web_root: PathBuf) -> R
         .with_state(web_root);
     Router::new()
         .route("/ws", get(signaling::ws_handler::<Registry>))
+        .route("/status", get(status))
         .with_state(registry)
         .route("/metrics", get(render_metrics))
         .with_state(metrics)
@@ -32,6 +33,10 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoRespons
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         metrics.render(),
     )
+}
+
+async fn status(State(registry): State<Registry>) -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "rooms": registry.snapshot().await }))
 }
 
 async fn index(State(root): State<Arc<PathBuf>>) -> Response {

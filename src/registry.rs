@@ -45,6 +45,26 @@ impl Registry {
         self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// A snapshot of every room, for `/status`.
+    pub async fn snapshot(&self) -> Vec<room::snapshot::RoomSnapshot> {
+        let handles: Vec<RoomHandle> = self.lock().values().cloned().collect();
+        let mut out = Vec::with_capacity(handles.len());
+        for h in handles {
+            let (reply, replied) = oneshot::channel();
+            if h.commands.send(RoomCommand::Snapshot { reply }).is_err() {
+                continue;
+            }
+            // A room busy for a second is left out rather than stalling the endpoint.
+            if let Ok(Ok(s)) =
+                tokio::time::timeout(std::time::Duration::from_secs(1), replied).await
+            {
+                out.push(s);
+            }
+        }
+        out.sort_by(|a, b| a.room.cmp(&b.room));
+        out
+    }
+
     /// Closes every room (shutdown): rooms end when their command channel closes.
     pub fn close_all(&self) {
         self.lock().clear();

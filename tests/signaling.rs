@@ -267,6 +267,22 @@ async fn negotiation_mute_leave_and_cleanup() {
     .await;
     assert_eq!(server.metric("consult_tracks").await, Some(4.0));
 
+    // Operators see rooms, roles and numbers, never names.
+    let status = server.get("/status").await;
+    let body = status.split("\r\n\r\n").nth(1).unwrap();
+    let status: Value = serde_json::from_str(body).unwrap();
+    let room = &status["rooms"][0];
+    assert_eq!(room["room"], "consult-7");
+    assert_eq!(room["participants"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        room["participants"][0]["subscriptions"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(!body.contains("Dr Lan"), "{body}");
+
     // A third participant does not fit in a room of 2.
     let mut late = server.connect().await;
     send(&mut late, join("consult-7", "Late", "patient")).await;

@@ -3,5 +3,6 @@
 
 pub mod codec;
 pub mod keyframe;
+pub mod red;
 pub mod rewrite;
 pub mod video;

@@ -55,9 +55,10 @@ impl Room {
                 (k, spatial)
             }
         };
-        let Some(params) = publisher.params_for(packet.header.payload_type) else {
+        let Some((params, is_red)) = publisher.params_for(packet.header.payload_type) else {
             return;
         };
+        let in_pt = packet.header.payload_type;
         self.plane.metrics.rtp_packets_in.inc();
         self.plane
             .metrics
@@ -164,26 +165,38 @@ impl Room {
                     }
                 }
             };
-            let pt = match sub.pt_map.iter().find(|(a, _)| *a == params.pt()) {
-                Some((_, b)) => *b,
+            let (pt, unwrap_red) = match sub.pt_map.iter().find(|(a, _, _)| *a == in_pt) {
+                Some((_, b, u)) => (*b, *u),
                 None => {
                     let Some(local) = s.rtc.codec_config().match_params(params) else {
                         continue; // the subscriber cannot decode this codec
                     };
-                    let b = local.pt();
-                    sub.pt_map.push((params.pt(), b));
-                    b
+                    let mapped = match (is_red, local.red()) {
+                        (true, Some(red)) => (red, false),
+                        (true, None) => (local.pt(), true),
+                        (false, _) => (local.pt(), false),
+                    };
+                    sub.pt_map.push((in_pt, mapped.0, mapped.1));
+                    mapped
                 }
+            };
+            let payload = if unwrap_red {
+                // Rare: a subscriber without RED. Costs one copy of the primary block.
+                match crate::forward::red::primary(&packet.payload) {
+                    Some(p) => std::sync::Arc::from(p),
+                    None => continue,
+                }
+            } else {
+                packet.payload.clone()
             };
             let mut api = s.rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(mid, None) else {
                 continue;
             };
-            let mut write =
-                RtpWrite::new(pt, seq.into(), ts, packet.timestamp, packet.payload.clone())
-                    .marker(packet.header.marker)
-                    .ext_vals(packet.header.ext_vals.clone())
-                    .nackable(kind == MediaKind::Video);
+            let mut write = RtpWrite::new(pt, seq.into(), ts, packet.timestamp, payload)
+                .marker(packet.header.marker)
+                .ext_vals(packet.header.ext_vals.clone())
+                .nackable(kind == MediaKind::Video);
             if let Some(patch) = patch {
                 write = write.vp8_patch(patch);
             }

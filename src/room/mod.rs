@@ -6,6 +6,7 @@ mod adapt;
 mod media;
 mod negotiation;
 pub mod participant;
+pub mod snapshot;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -55,6 +56,9 @@ pub enum RoomCommand {
     },
     Leave {
         participant: ParticipantId,
+    },
+    Snapshot {
+        reply: oneshot::Sender<snapshot::RoomSnapshot>,
     },
 }
 
@@ -218,6 +222,9 @@ impl Room {
                     self.remove(i, "left");
                 }
             }
+            RoomCommand::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot(Instant::now()));
+            }
         }
     }
 
@@ -235,7 +242,8 @@ impl Room {
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             .clear_codecs()
-            .enable_opus(true, false)
+            // In-band FEC is in str0m's Opus defaults; RED where the browser offers it.
+            .enable_opus(true, true)
             .enable_vp8(true)
             .enable_h264(true)
             .enable_bwe(Some(Bitrate::bps(self.plane.initial_estimate_bps)))

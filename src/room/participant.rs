@@ -132,8 +132,9 @@ pub struct Subscription {
     /// Set when the publisher left while this was being negotiated.
     pub publisher_gone: bool,
     pub forwarding: Forwarding,
-    /// Publisher payload type -> ours, learned on first use.
-    pub pt_map: Vec<(Pt, Pt)>,
+    /// Publisher payload type -> ours (and whether RED must be unwrapped for this subscriber),
+    /// learned on first use.
+    pub pt_map: Vec<(Pt, Pt, bool)>,
     pub nacks_received: u64,
     pub loss: Option<f32>,
     /// What the client was last told about this video subscription.
@@ -246,9 +247,13 @@ impl Participant {
         })
     }
 
-    /// The codec parameters of one of this participant's payload types.
-    pub fn params_for(&self, pt: Pt) -> Option<PayloadParams> {
-        self.rtc.codec_config().find(|p| p.pt() == pt).cloned()
+    /// The codec parameters of one of this participant's payload types, and whether the
+    /// payload type is the RED (RFC 2198) wrapping of that codec.
+    pub fn params_for(&self, pt: Pt) -> Option<(PayloadParams, bool)> {
+        self.rtc
+            .codec_config()
+            .find(|p| p.pt() == pt || p.red() == Some(pt))
+            .map(|p| (*p, p.pt() != pt))
     }
 
     pub fn has_negotiation_work(&self) -> bool {
