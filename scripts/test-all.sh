@@ -11,6 +11,8 @@ command -v cc >/dev/null || need_apt+=(gcc)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v curl >/dev/null || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -33,6 +35,9 @@ cargo test --release --workspace
 
 log "browser tests"
 (cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+log "weak-link browser tests (network namespaces + linkem)"
+node --test load-tests/browser/
 
 end=$(date +%s)
 log "all tests passed: build+lint $((build_done - start)) s, tests $((end - build_done)) s"

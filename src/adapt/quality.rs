@@ -1,9 +1,24 @@
 //! A participant's connection quality for the UI, from what the server measures: packet loss
-//! both ways, round-trip time, and the bandwidth estimate towards them. Pure.
+//! both ways, round-trip time, and whether their link limits the video they receive. Pure.
+//!
+//! The bandwidth estimate alone says little: it only grows as far as something is sent, so a
+//! participant receiving audio only would look "poor" on a perfect link. What counts is whether
+//! the allocator had to give them less than they would take.
 
 use std::time::Duration;
 
 use signaling::Quality;
+
+/// How much the link limits the video a participant receives.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Limit {
+    #[default]
+    None,
+    /// Some video is below the layer the subscriber would take (for a while, not a ramp-up).
+    Reduced,
+    /// Some video is paused: not even the lowest layer fits.
+    Paused,
+}
 
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct LinkStats {
@@ -12,12 +27,8 @@ pub struct LinkStats {
     /// Fraction lost of what they send us, 0..1.
     pub ingress_loss: Option<f32>,
     pub rtt: Option<Duration>,
-    pub estimate_bps: Option<u64>,
+    pub limit: Limit,
 }
-
-/// Below this estimate not even the lowest video layer plus audio fits.
-pub const POOR_ESTIMATE_BPS: u64 = 200_000;
-pub const FAIR_ESTIMATE_BPS: u64 = 600_000;
 
 pub fn quality(s: &LinkStats) -> Quality {
     let loss = s
@@ -25,10 +36,9 @@ pub fn quality(s: &LinkStats) -> Quality {
         .unwrap_or(0.0)
         .max(s.ingress_loss.unwrap_or(0.0));
     let rtt = s.rtt.unwrap_or_default();
-    let estimate = s.estimate_bps.unwrap_or(u64::MAX);
-    if loss > 0.10 || rtt > Duration::from_millis(700) || estimate < POOR_ESTIMATE_BPS {
+    if loss > 0.10 || rtt > Duration::from_millis(700) || s.limit == Limit::Paused {
         Quality::Poor
-    } else if loss > 0.03 || rtt > Duration::from_millis(300) || estimate < FAIR_ESTIMATE_BPS {
+    } else if loss > 0.03 || rtt > Duration::from_millis(300) || s.limit == Limit::Reduced {
         Quality::Fair
     } else {
         Quality::Good
@@ -48,7 +58,6 @@ mod tests {
                 LinkStats {
                     egress_loss: Some(0.01),
                     rtt: Some(ms(80)),
-                    estimate_bps: Some(2_000_000),
                     ..Default::default()
                 },
                 Quality::Good,
@@ -83,14 +92,14 @@ mod tests {
             ),
             (
                 LinkStats {
-                    estimate_bps: Some(300_000),
+                    limit: Limit::Reduced,
                     ..Default::default()
                 },
                 Quality::Fair,
             ),
             (
                 LinkStats {
-                    estimate_bps: Some(150_000),
+                    limit: Limit::Paused,
                     ..Default::default()
                 },
                 Quality::Poor,

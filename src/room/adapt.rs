@@ -12,7 +12,7 @@ use super::participant::{Forwarding, SubscriptionState};
 use super::Room;
 use crate::adapt::allocator::{self, Priority, Target, VideoInput};
 use crate::adapt::layer::{Layer, RIDS};
-use crate::adapt::quality::quality;
+use crate::adapt::quality::{quality, Limit};
 use crate::ids::TrackId;
 
 /// How often allocations are recomputed.
@@ -24,6 +24,9 @@ pub const QUALITY_INTERVAL: Duration = Duration::from_secs(2);
 pub const DYNACAST_GRACE: Duration = Duration::from_secs(5);
 /// Audio bitrate budgeted per received audio track (Opus at ~32 kbps plus packet overhead).
 pub const AUDIO_BPS: u64 = 40_000;
+/// Video held below what a subscriber would take counts against its quality only after this
+/// long: the first seconds of every call are a ramp-up.
+pub const REDUCED_GRACE: Duration = Duration::from_secs(6);
 
 impl Room {
     pub(super) fn adapt(&mut self, now: Instant) {
@@ -65,12 +68,47 @@ impl Room {
                     })
                 })
                 .collect();
+            // An estimate gathered while almost nothing was sent (alone in the room, audio only)
+            // only says "at least this": start the first video from the initial estimate.
+            let has_video = !video.is_empty();
+            if has_video && !s.had_video {
+                s.rtc
+                    .bwe()
+                    .reset(Bitrate::bps(self.plane.initial_estimate_bps));
+                s.estimate_bps = None;
+            }
+            s.had_video = has_video;
             let input = allocator::Input {
                 estimate_bps: s.estimate_bps.unwrap_or(self.plane.initial_estimate_bps),
                 audio_bps: audio_tracks * AUDIO_BPS,
                 video,
             };
             let out = s.allocator.update(now, &input);
+            let paused = out
+                .targets
+                .iter()
+                .any(|(_, t)| *t == Target::PausedForBandwidth);
+            let reduced = input.video.iter().zip(&out.targets).any(|(v, (_, t))| {
+                let top = v
+                    .ladder
+                    .steps()
+                    .filter(|(l, _)| l.spatial <= v.max_spatial)
+                    .last();
+                matches!((t, top), (Target::Layer(l), Some((best, _))) if *l != best)
+            });
+            let since = if paused || reduced {
+                *s.limited_since.get_or_insert(now)
+            } else {
+                s.limited_since = None;
+                now
+            };
+            s.limit = if paused {
+                Limit::Paused
+            } else if reduced && now.saturating_duration_since(since) >= REDUCED_GRACE {
+                Limit::Reduced
+            } else {
+                Limit::None
+            };
 
             for (track, target) in &out.targets {
                 let Some(sub) = s.subscriptions.iter_mut().find(|x| &x.track == track) else {

@@ -283,6 +283,9 @@ impl Room {
             data_saver: false,
             rtt: None,
             quality: None,
+            limit: Default::default(),
+            limited_since: None,
+            had_video: false,
         };
         participant.send(ServerMessage::Joined {
             participant_id: id.to_string(),

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::adapt::allocator::{Allocator, Target};
 use crate::adapt::layer::Ladder;
 use crate::adapt::meter::RateMeter;
-use crate::adapt::quality::LinkStats;
+use crate::adapt::quality::{Limit, LinkStats};
 use crate::forward::codec::VideoCodec;
 use crate::forward::keyframe::KeyframeThrottle;
 use crate::forward::rewrite::Rewriter;
@@ -219,6 +219,11 @@ pub struct Participant {
     pub data_saver: bool,
     pub rtt: Option<Duration>,
     pub quality: Option<Quality>,
+    /// Whether the allocator holds this participant's video back, and since when.
+    pub limit: Limit,
+    pub limited_since: Option<Instant>,
+    /// Whether any video subscription was open at the last tick.
+    pub had_video: bool,
 }
 
 impl Participant {
@@ -280,7 +285,7 @@ impl Participant {
                 .iter()
                 .fold(None, |acc, p| max(acc, p.loss)),
             rtt: self.rtt,
-            estimate_bps: self.estimate_bps,
+            limit: self.limit,
         }
     }
 }

@@ -3,10 +3,15 @@
 // only the server offers and the client answers. All SDP work runs through one queue, so a
 // server offer that arrives while another is being handled waits its turn.
 
-/** Video send encodings. A single layer for now; a server-provided simulcast list such as
- *  [{rid:'q', scaleResolutionDownBy:4, maxBitrate:150_000}, {rid:'h', scaleResolutionDownBy:2, ...},
- *   {rid:'f', maxBitrate:1_200_000}] can be passed to publish() instead. */
-export const DEFAULT_VIDEO_ENCODINGS = [{ maxBitrate: 1_200_000 }];
+import {
+  DEFAULT_VIDEO_ENCODINGS,
+  activeRidsOf,
+  applyActiveRids,
+  encodingsFromLayers,
+  withoutScalabilityMode,
+} from './simulcast.js';
+
+export { DEFAULT_VIDEO_ENCODINGS };
 
 export class Call {
   /**
@@ -26,6 +31,7 @@ export class Call {
     this.pendingCandidates = [];
     this.queue = Promise.resolve();
     this.transceivers = { audio: null, video: null };
+    this.activeRids = null; // rids of the simulcast encodings now sending (null: no simulcast)
 
     const pc = new RTCPeerConnection({ iceServers: opts.iceServers ?? [], bundlePolicy: 'max-bundle' });
     this.pc = pc;
@@ -49,8 +55,9 @@ export class Call {
    * Adds the one audio and one video sendonly transceiver (with the local track when there is one,
    * else by kind: receive-only users still follow the protocol) and sends the client's only offer.
    * `streamOrPromise` may be a promise (media still being acquired); server offers queue behind it.
+   * Camera video is simulcast with `videoLayers` (the `video_layers` of `joined`) when given.
    */
-  publish(streamOrPromise, { videoEncodings = DEFAULT_VIDEO_ENCODINGS } = {}) {
+  publish(streamOrPromise, { videoLayers = null } = {}) {
     return this.enqueue(async () => {
       const stream = await streamOrPromise;
       if (this.closed) return;
@@ -59,11 +66,8 @@ export class Call {
       const video = stream?.getVideoTracks()[0] ?? null;
       const streams = stream && (audio || video) ? [stream] : [];
       this.transceivers.audio = pc.addTransceiver(audio ?? 'audio', { direction: 'sendonly', streams });
-      this.transceivers.video = pc.addTransceiver(video ?? 'video', {
-        direction: 'sendonly',
-        streams,
-        sendEncodings: videoEncodings.map((e) => ({ ...e })),
-      });
+      this.transceivers.video = this.addVideo(video, streams, video ? encodingsFromLayers(videoLayers) : null);
+      this.activeRids = activeRidsOf(this.transceivers.video.sender);
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
       this.opts.send('offer', { sdp: pc.localDescription.sdp });
@@ -72,9 +76,49 @@ export class Call {
     });
   }
 
+  /** The video transceiver: simulcast with L1T3, else without the scalability mode, else one layer. */
+  addVideo(track, streams, simulcast) {
+    const attempts = simulcast ? [simulcast, withoutScalabilityMode(simulcast)] : [];
+    for (const encodings of attempts) {
+      try {
+        return this.pc.addTransceiver(track, { direction: 'sendonly', streams, sendEncodings: encodings.map((e) => ({ ...e })) });
+      } catch (err) {
+        console.warn('simulcast encodings refused:', err?.name, err?.message);
+      }
+    }
+    return this.pc.addTransceiver(track ?? 'video', {
+      direction: 'sendonly',
+      streams,
+      sendEncodings: DEFAULT_VIDEO_ENCODINGS.map((e) => ({ ...e })),
+    });
+  }
+
+  /**
+   * Dynacast (`publish_layers`): keep sending only the encodings whose rid is in `active`.
+   * Runs on the same queue as SDP work, so parameter changes never interleave with each other
+   * or with a negotiation. Ignored unless `mid` is our own video transceiver.
+   */
+  setPublishLayers(mid, active) {
+    return this.enqueue(async () => {
+      const t = this.transceivers.video;
+      if (!t || t.mid == null || t.mid !== mid || !Array.isArray(active)) return;
+      try {
+        const rids = await applyActiveRids(t.sender, active.filter((r) => typeof r === 'string'));
+        if (rids) this.activeRids = rids;
+      } catch (err) {
+        // Not a negotiation failure: the encoder just keeps its layers; the next change retries.
+        console.warn('publish_layers: setParameters failed:', err?.name, err?.message);
+      }
+    });
+  }
+
   /** The server's answer to our only offer. */
   handleAnswer(sdp) {
-    return this.enqueue(() => this.pc.setRemoteDescription({ type: 'answer', sdp }));
+    return this.enqueue(async () => {
+      await this.pc.setRemoteDescription({ type: 'answer', sdp });
+      // An answer that declines simulcast leaves one encoding.
+      this.activeRids = activeRidsOf(this.transceivers.video?.sender);
+    });
   }
 
   /** A server offer (remote tracks added or removed): answer it. */

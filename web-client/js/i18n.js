@@ -37,6 +37,22 @@ const STRINGS = {
     'btn.noMic': 'Không có mic',
     'btn.noCam': 'Không có camera',
     'btn.leave': 'Rời buổi khám',
+    'btn.dataSaver': 'Tiết\u00a0kiệm dữ\u00a0liệu', // wraps as "Tiết kiệm / dữ liệu" on phones
+    'btn.dataSaverOn': 'Đang bật',
+    'btn.dataSaverOff': 'Đang tắt',
+    'layer.q': 'Thấp',
+    'layer.h': 'Vừa',
+    'layer.f': 'Cao',
+    'layer.title': 'Chất lượng hình ảnh đang nhận',
+    'layer.prefix': 'Chất lượng hình ảnh: ',
+    'paused.bandwidth': 'Video tạm dừng do mạng yếu — âm thanh vẫn tiếp tục',
+    'paused.unavailable': 'Không có hình',
+    'quality.good': 'Kết nối tốt',
+    'quality.fair': 'Kết nối trung bình',
+    'quality.poor': 'Kết nối yếu',
+    'quality.poorNotice': 'Mạng của bạn đang yếu. Bật “Tiết kiệm dữ liệu” để cuộc gọi ổn định hơn (hình ảnh của người khác sẽ nhỏ hơn, âm thanh không đổi).',
+    'quality.turnOnSaver': 'Bật tiết kiệm dữ liệu',
+    'quality.dismiss': 'Để sau',
     'btn.rejoin': 'Tham gia lại',
     'btn.enableSound': 'Bấm vào đây để bật âm thanh',
     'badge.micOff': 'Mic đã tắt',
@@ -98,6 +114,22 @@ const STRINGS = {
     'btn.noMic': 'No mic',
     'btn.noCam': 'No camera',
     'btn.leave': 'Leave',
+    'btn.dataSaver': 'Data saver',
+    'btn.dataSaverOn': 'On',
+    'btn.dataSaverOff': 'Off',
+    'layer.q': 'Low',
+    'layer.h': 'Medium',
+    'layer.f': 'High',
+    'layer.title': 'Quality of the video you receive',
+    'layer.prefix': 'Video quality: ',
+    'paused.bandwidth': 'Video paused: weak connection — audio continues',
+    'paused.unavailable': 'No video',
+    'quality.good': 'Good connection',
+    'quality.fair': 'Fair connection',
+    'quality.poor': 'Poor connection',
+    'quality.poorNotice': 'Your connection is weak. Turn on “Data saver” to keep the call steady (the others’ video gets smaller; sound stays the same).',
+    'quality.turnOnSaver': 'Turn on data saver',
+    'quality.dismiss': 'Not now',
     'btn.rejoin': 'Rejoin',
     'btn.enableSound': 'Tap here to turn on the sound',
     'badge.micOff': 'Mic off',
@@ -153,12 +185,29 @@ export function t(key, vars = {}) {
   return s.replace(/\{(\w+)\}/g, (_, k) => (k in vars ? String(vars[k]) : `{${k}}`));
 }
 
-/** Fills every element with data-i18n (text, with optional JSON data-i18n-vars) or data-i18n-placeholder / data-i18n-aria (attributes). */
+/** Sets an element's text by i18n key (re-rendered on language switch by applyI18n). */
+export function setText(el, key, vars) {
+  el.dataset.i18n = key;
+  if (vars) el.dataset.i18nVars = JSON.stringify(vars);
+  else delete el.dataset.i18nVars;
+  el.textContent = t(key, vars);
+}
+
+/** Sets an element's aria-label and tooltip by i18n key (re-rendered on language switch). */
+export function setLabel(el, key) {
+  el.dataset.i18nAria = key;
+  el.dataset.i18nTitle = key;
+  el.setAttribute('aria-label', t(key));
+  el.title = t(key);
+}
+
+/** Fills every element with data-i18n (text, with optional JSON data-i18n-vars) or data-i18n-placeholder / data-i18n-aria / data-i18n-title (attributes). */
 export function applyI18n(root = document) {
   for (const el of root.querySelectorAll('[data-i18n]')) {
     el.textContent = t(el.dataset.i18n, el.dataset.i18nVars ? JSON.parse(el.dataset.i18nVars) : {});
   }
   for (const el of root.querySelectorAll('[data-i18n-placeholder]')) el.placeholder = t(el.dataset.i18nPlaceholder);
   for (const el of root.querySelectorAll('[data-i18n-aria]')) el.setAttribute('aria-label', t(el.dataset.i18nAria));
+  for (const el of root.querySelectorAll('[data-i18n-title]')) el.title = t(el.dataset.i18nTitle);
   if (root === document) document.title = t('app.title');
 }

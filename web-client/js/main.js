@@ -3,7 +3,8 @@
 
 import { detectLang, getLang, hasKey, setLang } from './i18n.js';
 import { Signaling, signalingUrl } from './signaling.js';
-import { Call, DEFAULT_VIDEO_ENCODINGS } from './call.js';
+import { Call } from './call.js';
+import { initialDataSaver, rememberDataSaver } from './datasaver.js';
 import { acquireLocalMedia, stopStream } from './media.js';
 import { Remotes } from './remotes.js';
 import { paramsFromLink, showJoinForm, updateUrl } from './joinform.js';
@@ -12,6 +13,9 @@ import * as ui from './ui.js';
 const WAIT_RETRY_MS = 3000; // patient waiting for the consult to be opened
 const RECONNECT_DELAY_MS = 2000;
 const MAX_RECONNECTS = 5;
+// The weak-connection notice waits until the link has stayed poor this long: the server's
+// bandwidth estimate starts low for a few seconds after joining, even on a good link.
+const POOR_NOTICE_DELAY_MS = 10_000;
 
 const app = {
   state: 'idle', // 'idle' | 'joining' | 'waiting' | 'connected' | 'left' | 'failed'
@@ -26,6 +30,10 @@ const app = {
   retries: 0,
   timer: null,
   pcState: 'new',
+  dataSaver: false,
+  qualityNoticeDismissed: false, // "Not now" on the weak-connection notice, until the next join
+  poorSince: null, // performance.now() when your own quality became poor, else null
+  poorTimer: null,
   log: [],
 };
 
@@ -92,6 +100,61 @@ function toggleMute(kind) {
   renderLocal();
 }
 
+// ---------- data saver and connection quality ----------
+
+/** Turns data saver on or off: tells the server (if joined) and remembers it when `remember`. */
+function setDataSaver(on, { remember = true } = {}) {
+  app.dataSaver = !!on;
+  if (remember) {
+    rememberDataSaver(app.dataSaver);
+    // A link that set it (`?datasaver=1`) follows the user's choice, so a reload keeps it.
+    if (new URLSearchParams(location.search).has('datasaver')) updateUrl({ datasaver: app.dataSaver ? '1' : '0' });
+  }
+  ui.setDataSaverControl(app.dataSaver);
+  sendPreference(app.session);
+  renderQualityNotice();
+}
+
+function sendPreference(session) {
+  if (!session?.joined) return;
+  session.sig.send('set_preference', { data_saver: app.dataSaver });
+  note(`-> set_preference data_saver=${app.dataSaver}`);
+}
+
+function onQuality(msg) {
+  if (typeof msg.participant_id !== 'string') return;
+  if (msg.participant_id !== app.participantId) {
+    app.remotes.qualityChanged(msg);
+    return;
+  }
+  app.remotes.quality.set(msg.participant_id, msg.quality);
+  ui.setLocalQuality(msg.quality);
+  const poor = msg.quality === 'poor';
+  if (poor && app.poorSince == null) {
+    app.poorSince = performance.now();
+    clearTimeout(app.poorTimer);
+    app.poorTimer = setTimeout(renderQualityNotice, POOR_NOTICE_DELAY_MS + 50);
+  } else if (!poor) {
+    resetPoor();
+  }
+  renderQualityNotice();
+}
+
+function resetPoor() {
+  app.poorSince = null;
+  clearTimeout(app.poorTimer);
+}
+
+/**
+ * Suggests data saver once your own connection has stayed poor, unless it is on, was dismissed,
+ * or would change nothing (no remote video is being sent to you, e.g. everyone's camera is off).
+ */
+function renderQualityNotice() {
+  const poorLong = app.poorSince != null && performance.now() - app.poorSince >= POOR_NOTICE_DELAY_MS;
+  const receivesVideo = [...app.remotes.layers.values()].some((l) => l.paused !== 'unavailable');
+  ui.showQualityNotice(poorLong && receivesVideo && !app.dataSaver && !app.qualityNoticeDismissed && !!app.session?.joined);
+}
+
 // ---------- connection lifecycle ----------
 
 function startJoin(params) {
@@ -99,6 +162,7 @@ function startJoin(params) {
   app.retries = 0;
   app.waiting = false;
   app.muted = { audio: false, video: false };
+  app.qualityNoticeDismissed = false;
   ui.setRoomLabel(params.room);
   ui.setNotice('error', null);
   ui.showScreen('call');
@@ -136,10 +200,26 @@ function endSession() {
   s?.call?.close();
   s?.sig?.close();
   app.remotes.clear();
+  ui.setLocalQuality(null);
+  resetPoor();
+  ui.showQualityNotice(false);
+}
+
+function describe(msg) {
+  switch (msg.type) {
+    case 'layer_changed':
+      return ` ${msg.participant_id} layer=${msg.layer} t=${msg.temporal} paused=${msg.paused}`;
+    case 'publish_layers':
+      return ` active=${(msg.active ?? []).join(',')}`;
+    case 'connection_quality':
+      return ` ${msg.participant_id} ${msg.quality}${msg.estimate_bps != null ? ' ' + msg.estimate_bps : ''}`;
+    default:
+      return msg.code ? ' ' + msg.code : '';
+  }
 }
 
 function onMessage(session, msg) {
-  note(`<- ${msg.type}${msg.code ? ' ' + msg.code : ''}${msg.mid ? ' mid=' + msg.mid : ''}`);
+  note(`<- ${msg.type}${msg.mid ? ' mid=' + msg.mid : ''}${describe(msg)}`);
   const remotes = app.remotes;
   switch (msg.type) {
     case 'joined':
@@ -148,7 +228,8 @@ function onMessage(session, msg) {
       app.participantId = msg.participant_id;
       ui.setNotice('error', null);
       for (const p of msg.participants ?? []) remotes.upsert(p);
-      startCall(session);
+      startCall(session, msg.video_layers);
+      sendPreference(session);
       renderStatus();
       break;
     case 'answer':
@@ -171,6 +252,16 @@ function onMessage(session, msg) {
       break;
     case 'mute_changed':
       remotes.muteChanged(msg);
+      break;
+    case 'layer_changed':
+      remotes.layerChanged(msg);
+      renderQualityNotice();
+      break;
+    case 'publish_layers':
+      session.call?.setPublishLayers(msg.mid, msg.active);
+      break;
+    case 'connection_quality':
+      onQuality(msg);
       break;
     case 'error':
       onServerError(session, msg);
@@ -201,7 +292,7 @@ function onServerError(session, { code, message }) {
   fail(key, { code });
 }
 
-function startCall(session) {
+function startCall(session, videoLayers) {
   const call = new Call({
     send: (type, fields) => {
       session.sig.send(type, fields);
@@ -226,7 +317,7 @@ function startCall(session) {
     }
     return local.stream;
   });
-  call.publish(stream, { videoEncodings: DEFAULT_VIDEO_ENCODINGS });
+  call.publish(stream, { videoLayers });
 }
 
 function onPcState(state) {
@@ -293,6 +384,13 @@ function init() {
   document.getElementById('btn-mic').addEventListener('click', () => toggleMute('audio'));
   document.getElementById('btn-cam').addEventListener('click', () => toggleMute('video'));
   document.getElementById('btn-leave').addEventListener('click', leave);
+  document.getElementById('btn-saver').addEventListener('click', () => setDataSaver(!app.dataSaver));
+  document.getElementById('btn-saver-suggest').addEventListener('click', () => setDataSaver(true));
+  document.getElementById('btn-saver-dismiss').addEventListener('click', () => {
+    app.qualityNoticeDismissed = true;
+    renderQualityNotice();
+  });
+  setDataSaver(initialDataSaver(params), { remember: false });
   document.getElementById('btn-rejoin').addEventListener('click', () => startJoin(app.params));
   const unlock = document.getElementById('sound-unlock');
   ui.onRemoteAudioBlocked(() => (unlock.hidden = false));
@@ -319,6 +417,11 @@ window.consult = {
   get mediaError() { return app.local?.error ?? null; },
   get lang() { return getLang(); },
   get log() { return app.log; },
+  get layers() { return app.remotes.layers; }, // Map mid -> {participantId, trackId, layer, temporal, paused}
+  get quality() { return app.remotes.quality; }, // Map participant_id -> 'good' | 'fair' | 'poor' (yourself too)
+  get activeRids() { return app.session?.call?.activeRids ?? null; }, // rids our camera sends now, or null
+  get dataSaver() { return app.dataSaver; },
+  setDataSaver: (on) => setDataSaver(on),
   leave,
   toggleMute,
 };

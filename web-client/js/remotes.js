@@ -2,6 +2,8 @@
 // A remote track is matched to its publisher by its transceiver mid (from `track_published`) or,
 // failing that, by its msid stream id (the publisher's participant_id, trusted once that
 // participant is known). Either may come first; a track that cannot be placed yet waits.
+// Also what the server says it adapts: the video layer received per mid (`layer_changed`) and each
+// participant's connection quality (`connection_quality`, yourself included).
 
 import * as ui from './ui.js';
 
@@ -12,6 +14,8 @@ export class Remotes {
     this.received = new Map(); // mid -> MediaStreamTrack                 (from ontrack)
     this.pending = new Map(); // mid -> {track, streamId} not yet placed
     this.gone = new Set(); // participant ids that have left (late tracks are ignored)
+    this.layers = new Map(); // mid -> {participantId, layer, temporal, paused}   (from layer_changed)
+    this.quality = new Map(); // participant_id -> 'good' | 'fair' | 'poor'     (yourself too)
   }
 
   clear() {
@@ -20,6 +24,8 @@ export class Remotes {
     this.received.clear();
     this.pending.clear();
     this.gone.clear();
+    this.layers.clear();
+    this.quality.clear();
     ui.clearTiles();
   }
 
@@ -34,7 +40,9 @@ export class Remotes {
     };
     this.participants.set(id, entry);
     this.gone.delete(id);
+    const isNew = !ui.hasTile(id);
     ui.upsertTile(id, entry);
+    if (isNew) this.renderAdaptation(id);
     for (const [mid, p] of this.pending) {
       if (p.streamId !== id) continue;
       this.pending.delete(mid);
@@ -46,6 +54,8 @@ export class Remotes {
     this.participants.delete(id);
     this.gone.add(id);
     for (const [mid, t] of this.tracks) if (t.participantId === id) this.tracks.delete(mid);
+    for (const [mid, l] of this.layers) if (l.participantId === id) this.layers.delete(mid);
+    this.quality.delete(id);
     ui.removeTile(id);
   }
 
@@ -60,6 +70,9 @@ export class Remotes {
 
   unpublished({ mid }) {
     const track = this.received.get(mid) ?? this.pending.get(mid)?.track;
+    const layer = this.layers.get(mid);
+    this.layers.delete(mid);
+    if (layer) ui.setTileLayer(layer.participantId, null);
     this.tracks.delete(mid);
     this.received.delete(mid);
     this.pending.delete(mid);
@@ -70,6 +83,28 @@ export class Remotes {
     const p = this.participants.get(id);
     if (p) p[kind === 'audio' ? 'audio_muted' : 'video_muted'] = !!muted;
     ui.setRemoteMuted(id, kind, !!muted);
+  }
+
+  /** `layer_changed`: which layer of a remote video this client now receives, or why none. */
+  layerChanged({ participant_id: id, track_id: trackId, mid, layer, temporal, paused }) {
+    if (typeof mid !== 'string' || typeof id !== 'string' || this.gone.has(id)) return;
+    const state = { participantId: id, trackId, layer: layer ?? null, temporal: temporal ?? null, paused: paused ?? null };
+    this.layers.set(mid, state);
+    ui.setTileLayer(id, state);
+  }
+
+  /** `connection_quality` about a remote participant (yourself: see main.js). */
+  qualityChanged({ participant_id: id, quality }) {
+    if (typeof id !== 'string') return;
+    this.quality.set(id, quality);
+    ui.setTileQuality(id, quality);
+  }
+
+  /** Re-applies the known layer and quality to a participant's (new) tile. */
+  renderAdaptation(id) {
+    const layer = [...this.layers.values()].find((l) => l.participantId === id);
+    if (layer) ui.setTileLayer(id, layer);
+    if (this.quality.has(id)) ui.setTileQuality(id, this.quality.get(id));
   }
 
   /** From RTCPeerConnection ontrack. */

@@ -1,17 +1,12 @@
 // DOM: screens, status line, notices, control buttons and participant tiles.
 // Every translatable text is set through data-i18n so a language switch re-renders it.
 
-import { applyI18n, t } from './i18n.js';
+import { applyI18n, setText, t } from './i18n.js';
+import { renderLayer, renderQuality } from './indicators.js';
+
+export { setText };
 
 const $ = (id) => document.getElementById(id);
-
-/** Sets an element's text by i18n key (re-rendered on language switch). */
-export function setText(el, key, vars) {
-  el.dataset.i18n = key;
-  if (vars) el.dataset.i18nVars = JSON.stringify(vars);
-  else delete el.dataset.i18nVars;
-  el.textContent = t(key, vars);
-}
 
 export function showScreen(name) {
   for (const s of ['join', 'call', 'end']) $(`${s}-screen`).hidden = s !== name;
@@ -56,6 +51,24 @@ export function setControl(kind, { muted, available }) {
   const keys = kind === 'audio' ? ['btn.noMic', 'btn.micOn', 'btn.micOff'] : ['btn.noCam', 'btn.camOn', 'btn.camOff'];
   const key = !available ? keys[0] : muted ? keys[1] : keys[2];
   setText(btn.querySelector('.label'), key);
+}
+
+/** The data-saver switch in the controls bar. */
+export function setDataSaverControl(on) {
+  const btn = $('btn-saver');
+  btn.setAttribute('aria-checked', String(on));
+  btn.classList.toggle('on', on);
+  setText(btn.querySelector('.state'), on ? 'btn.dataSaverOn' : 'btn.dataSaverOff');
+}
+
+/** Your own connection quality, on the local tile. */
+export function setLocalQuality(quality) {
+  renderQuality($('local-tile'), quality);
+}
+
+/** The gentle "your link is weak, try data saver" notice. */
+export function showQualityNotice(show) {
+  $('quality-notice').hidden = !show;
 }
 
 export function setLocal({ stream, name, role, audioMuted, videoMuted }) {
@@ -109,6 +122,10 @@ function updateAlone() {
   $('stage').dataset.remotes = String(tiles.size);
 }
 
+export function hasTile(id) {
+  return tiles.has(id);
+}
+
 /** Creates or updates the tile of a remote participant. info: {name, role, audio_muted, video_muted} */
 export function upsertTile(id, info) {
   let tile = tiles.get(id);
@@ -128,6 +145,17 @@ export function upsertTile(id, info) {
   setText(tile.el.querySelector('.role'), ['specialist', 'clinic', 'patient'].includes(role) ? `role.${role}` : 'role.unknown');
   setInitials(tile.el, name ?? '?');
   renderRemoteBadges(tile);
+}
+
+/** What this client receives of a participant's video: {layer, paused}, or null (nothing known). */
+export function setTileLayer(id, state) {
+  const tile = tiles.get(id);
+  if (tile) renderLayer(tile.el, state);
+}
+
+export function setTileQuality(id, quality) {
+  const tile = tiles.get(id);
+  if (tile) renderQuality(tile.el, quality);
 }
 
 function renderRemoteBadges(tile) {

@@ -5,10 +5,13 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { joinUrl, launchBrowser, procUsage, randomRoom, sleep, startServer, waitFor } from './lib/harness.mjs';
+import { describeOutbound, inboundVideo, layersOf, outboundVideo, remoteVideoMids } from './lib/stats.mjs';
 
 const MEDIA_TIMEOUT_MS = 60_000;
 const LEAVE_TIMEOUT_MS = 10_000;
 const SAMPLE_GAP_MS = 2_000;
+const SIMULCAST_TIMEOUT_MS = 10_000;
+const RIDS = ['f', 'h', 'q']; // sorted, as outboundVideo() returns them
 
 let server;
 let usageAtStart;
@@ -150,6 +153,50 @@ test('three browsers see and hear each other, leave cleanly, and the server ends
       prev = cur;
     }
     console.log('media flowing:\n' + bots.map((b, i) => describeStats(b.name, last[i])).join('\n'));
+
+    // Simulcast: each camera publishes the server's three layers (q, h, f), at least two of them
+    // sending (headless VP8 may start the top one later); each subscriber was told, for each
+    // remote video, which layer it receives; and the decoded frames keep growing.
+    for (const b of bots) {
+      let enc = [];
+      await waitFor(
+        async () => {
+          enc = await outboundVideo(b.page);
+          return enc.filter((e) => e.bytesSent > 0).length >= 2;
+        },
+        { timeoutMs: SIMULCAST_TIMEOUT_MS, what: `${b.name} to send at least two simulcast layers`, describe: () => describeOutbound(enc) },
+      );
+      assert.deepEqual(enc.map((e) => e.rid), RIDS, `${b.name} publishes encodings q, h, f: ${describeOutbound(enc)}`);
+      b.outbound = enc;
+    }
+    const framesBefore = await Promise.all(bots.map((b) => inboundVideo(b.page)));
+    for (const b of bots) {
+      const mids = await remoteVideoMids(b.page);
+      let layers = [];
+      await waitFor(
+        async () => {
+          layers = await layersOf(b.page);
+          return bots.filter((o) => o !== b).every((o) => layers.find((l) => l.mid === mids[o.id])?.layer);
+        },
+        { timeoutMs: SIMULCAST_TIMEOUT_MS, what: `${b.name} to get layer_changed with a layer for each remote video`, describe: () => JSON.stringify({ mids, layers }) },
+      );
+      for (const o of bots.filter((x) => x !== b)) {
+        const { layer } = layers.find((l) => l.mid === mids[o.id]);
+        assert.ok(['q', 'h', 'f'].includes(layer), `${b.name} receives a known layer of ${o.name}: ${layer}`);
+        const tileLayer = await b.page.getAttribute(`[data-participant-id="${o.id}"]`, 'data-layer');
+        assert.ok(['q', 'h', 'f'].includes(tileLayer), `${b.name}'s tile of ${o.name} shows the layer (data-layer=${tileLayer})`);
+      }
+      b.layers = layers.map((l) => `${l.participantId}:${l.layer}/t${l.temporal}`).join(' ');
+    }
+    await sleep(SAMPLE_GAP_MS);
+    const framesAfter = await Promise.all(bots.map((b) => inboundVideo(b.page)));
+    bots.forEach((b, i) => {
+      for (const s of framesAfter[i]) {
+        const p = framesBefore[i].find((x) => x.mid === s.mid);
+        assert.ok(p && s.framesDecoded > p.framesDecoded, `${b.name} keeps decoding video mid=${s.mid} (${p?.framesDecoded} -> ${s.framesDecoded})`);
+      }
+    });
+    for (const b of bots) console.log(`simulcast, ${b.name}: sends ${describeOutbound(b.outbound)}; receives ${b.layers}`);
 
     // One tile per other participant, carrying its id and role.
     for (const b of bots) {

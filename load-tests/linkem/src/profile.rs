@@ -722,8 +722,8 @@ direction = "downlink"
         let step = Profile::load(&dir.join("step-down.toml")).unwrap();
         let tl = step.timeline(Dir::Downlink);
         assert_eq!(tl.params_at(Duration::from_secs(5)).rate_kbps, 2000.0);
-        assert_eq!(tl.params_at(Duration::from_secs(15)).rate_kbps, 250.0);
-        assert_eq!(tl.params_at(Duration::from_secs(35)).rate_kbps, 2000.0);
+        assert_eq!(tl.params_at(Duration::from_secs(25)).rate_kbps, 250.0);
+        assert_eq!(tl.params_at(Duration::from_secs(45)).rate_kbps, 2000.0);
         assert_eq!(
             step.timeline(Dir::Uplink)
                 .params_at(Duration::from_secs(15))

@@ -1,0 +1,238 @@
+// A small network lab for weak-link tests: the SFU and "good" browsers in one network namespace,
+// a "weak" browser in another, joined through linkem (load-tests/linkem), which shapes the link
+// between them from a profile file. Everything is created here and removed on close; traffic
+// stays inside these namespaces (198.51.100.0/30).
+
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const require = createRequire(join(REPO, 'web-client/package.json'));
+const { chromium } = require('playwright-core');
+
+export const SERVER_BIN = process.env.CONSULT_SFU_BIN || join(REPO, 'target/release/consult-sfu');
+export const LINKEM_BIN = process.env.LINKEM_BIN || join(REPO, 'target/release/linkem');
+export const PROFILES = join(REPO, 'load-tests/profiles');
+export const ADDR_SFU = '198.51.100.1';
+export const ADDR_WEAK = '198.51.100.2';
+
+const FLAGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+];
+
+function ip(...args) {
+  execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+/** Lines of a child's output, kept for failure messages, plus waiting for one that matches. */
+function watch(proc, max = 300) {
+  const lines = [];
+  const waiters = [];
+  const feed = (chunk) => {
+    for (const line of String(chunk).split('\n')) {
+      if (!line) continue;
+      lines.push(line);
+      if (lines.length > max) lines.shift();
+      for (const w of waiters.splice(0)) if (!w(line)) waiters.push(w);
+    }
+  };
+  proc.stdout?.on('data', feed);
+  proc.stderr?.on('data', feed);
+  return {
+    text: () => lines.join('\n'),
+    waitFor(re, ms, what) {
+      return new Promise((res, rej) => {
+        const t = setTimeout(() => rej(new Error(`${what}: no ${re} within ${ms} ms:\n${lines.join('\n')}`)), ms);
+        const hit = lines.map((l) => re.exec(l)).find(Boolean);
+        if (hit) {
+          clearTimeout(t);
+          return res(hit);
+        }
+        waiters.push((line) => {
+          const m = re.exec(line);
+          if (m) {
+            clearTimeout(t);
+            res(m);
+          }
+          return !!m;
+        });
+        proc.once('exit', (code) => rej(new Error(`${what} exited (${code}):\n${lines.join('\n')}`)));
+      });
+    },
+  };
+}
+
+async function stopProc(proc) {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  proc.kill('SIGTERM');
+  const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(t);
+}
+
+/**
+ * Creates namespace `<tag>s` (SFU side), starts linkem with `profile` (which creates `<tag>w`,
+ * the weak side), then the SFU inside the SFU namespace.
+ */
+export async function startLab(profile, { tag = `cl${process.pid % 10000}`, duration = 300, logCsv } = {}) {
+  for (const bin of [SERVER_BIN, LINKEM_BIN]) {
+    if (!existsSync(bin)) throw new Error(`${bin} missing: run cargo build --release --workspace`);
+  }
+  const nsSfu = `${tag}s`;
+  const nsWeak = `${tag}w`;
+  const cleanup = [];
+  const lab = { nsSfu, nsWeak, browsers: [] };
+  lab.close = async () => {
+    for (const b of lab.browsers.splice(0)) await b.close().catch(() => {});
+    for (const fn of cleanup.reverse()) await fn();
+  };
+  try {
+    ip('netns', 'add', nsSfu);
+    cleanup.push(() => {
+      try {
+        ip('netns', 'del', nsSfu);
+      } catch {
+        /* already gone */
+      }
+    });
+    ip('-n', nsSfu, 'link', 'set', 'lo', 'up');
+
+    const linkArgs = ['--profile', join(PROFILES, `${profile}.toml`), '--ns-a', nsSfu, '--ns-b', nsWeak,
+      '--addr-a', ADDR_SFU, '--addr-b', ADDR_WEAK, '--duration', String(duration), '--keep-ns-a', '--exit-with-parent'];
+    if (logCsv) linkArgs.push('--log-csv', logCsv);
+    const linkem = spawn(LINKEM_BIN, linkArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+    cleanup.push(() => stopProc(linkem));
+    lab.linkemLog = watch(linkem);
+    await lab.linkemLog.waitFor(/^LINKEM_READY/, 20_000, 'linkem');
+    lab.linkemStarted = Date.now();
+
+    const sfu = spawn('ip', ['netns', 'exec', nsSfu, SERVER_BIN, '--http-addr', `${ADDR_SFU}:0`,
+      '--udp-addr', '0.0.0.0:0', '--public-ip', ADDR_SFU, '--web-root', join(REPO, 'web-client')],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' } });
+    cleanup.push(() => stopProc(sfu));
+    lab.sfuPid = sfu.pid;
+    lab.sfuLog = watch(sfu);
+    const m = await lab.sfuLog.waitFor(/CONSULT_READY http=(\S+)/, 30_000, 'consult-sfu');
+    lab.base = `http://${m[1]}`;
+  } catch (e) {
+    await lab.close();
+    throw e;
+  }
+
+  /** GET a path of the SFU from inside its namespace. */
+  lab.get = (path) =>
+    execFileSync('ip', ['netns', 'exec', nsSfu, 'curl', '-sf', '--max-time', '3', `${lab.base}${path}`], {
+      encoding: 'utf8',
+    });
+
+  /** A headless Chromium in `side` ('sfu' or 'weak'), one page at `url`. */
+  lab.browser = async (side, { receiveOnly = false } = {}) => {
+    const ns = side === 'weak' ? nsWeak : nsSfu;
+    const dir = mkdtempSync(join(tmpdir(), 'consult-lab-'));
+    const wrapper = join(dir, 'chromium-in-ns');
+    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns} /usr/bin/chromium "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    const ctx = await chromium.launchPersistentContext(join(dir, 'profile'), {
+      executablePath: wrapper,
+      headless: true,
+      args: [...FLAGS, `--unsafely-treat-insecure-origin-as-secure=${lab.base}`],
+    });
+    const close = async () => {
+      await ctx.close().catch(() => {});
+      rmSync(dir, { recursive: true, force: true });
+    };
+    lab.browsers.push({ close });
+    const page = ctx.pages()[0] ?? (await ctx.newPage());
+    if (receiveOnly) {
+      // A subscriber that only watches: no camera or microphone to publish.
+      await page.addInitScript(() => {
+        navigator.mediaDevices.getUserMedia = () =>
+          Promise.reject(new DOMException('receive-only test participant', 'NotFoundError'));
+      });
+    }
+    return page;
+  };
+
+  lab.url = (room, name, role, extra = '') =>
+    `${lab.base}/?room=${room}&name=${encodeURIComponent(name)}&role=${role}&lang=en${extra}`;
+  return lab;
+}
+
+/** One sample of what a page receives: the first remote video and all remote audio. */
+export async function sample(page) {
+  return page.evaluate(async () => {
+    const pc = window.consult?.pc;
+    const out = { t: performance.now(), video: null, audio: { samples: 0, concealed: 0, silent: 0 }, layers: [] };
+    if (!pc) return out;
+    const stats = await pc.getStats();
+    for (const s of stats.values()) {
+      if (s.type !== 'inbound-rtp') continue;
+      if (s.kind === 'video' && (!out.video || (s.framesDecoded ?? 0) > out.video.framesDecoded)) {
+        out.video = {
+          framesDecoded: s.framesDecoded ?? 0,
+          frameHeight: s.frameHeight ?? 0,
+          freezeCount: s.freezeCount ?? 0,
+          freezeSeconds: s.totalFreezesDuration ?? 0,
+          bytes: s.bytesReceived ?? 0,
+          fps: s.framesPerSecond ?? 0,
+        };
+      }
+      if (s.kind === 'audio') {
+        out.audio.samples += s.totalSamplesReceived ?? 0;
+        out.audio.concealed += s.concealedSamples ?? 0;
+        out.audio.silent += s.silentConcealedSamples ?? 0;
+      }
+    }
+    const layers = window.consult?.layers;
+    if (layers) out.layers = [...layers.values()].map((l) => l.layer ?? `paused:${l.paused}`);
+    return out;
+  });
+}
+
+/** Samples `pages` every `everyMs` for `ms`, calling `onSample(name, sample, secondsSinceStart)`. */
+export async function record(pages, ms, everyMs, onSample) {
+  const start = Date.now();
+  while (Date.now() - start < ms) {
+    const t = (Date.now() - start) / 1000;
+    for (const [name, page] of Object.entries(pages)) onSample(name, await sample(page), t);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Longest time (s) without a newly decoded frame, over samples taken after `fromS`. */
+export function longestFreeze(series, fromS) {
+  let longest = 0;
+  let lastT = null;
+  let lastFrames = null;
+  for (const { t, s } of series) {
+    if (!s.video) continue;
+    if (lastFrames === null || s.video.framesDecoded > lastFrames) {
+      if (lastT !== null && t > fromS) longest = Math.max(longest, t - lastT);
+      lastT = t;
+      lastFrames = s.video.framesDecoded;
+    }
+  }
+  if (lastT !== null) longest = Math.max(longest, series.at(-1).t - lastT);
+  return longest;
+}
+
+/** Concealed audio share between two samples. */
+export function concealment(a, b) {
+  const samples = b.audio.samples - a.audio.samples;
+  return samples > 0 ? (b.audio.concealed - b.audio.silent - (a.audio.concealed - a.audio.silent)) / samples : 1;
+}

@@ -1,0 +1,96 @@
+// Browser tests through the link emulator: a publisher on a good link and two receive-only
+// subscribers, one of them behind a shaped link. What one weak subscriber gets must never
+// lower what the good one gets.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+
+import { concealment, longestFreeze, record, startLab } from './netlab.mjs';
+
+const TOP_HEIGHT = 720; // the fake camera's 1280x720 is the f layer
+const LOW_HEIGHT = 180; // q layer: 320x180
+
+async function joinAll(lab, room) {
+  const pub = await lab.browser('sfu');
+  await pub.goto(lab.url(room, 'Clinic', 'clinic'));
+  await pub.waitForFunction(() => window.consult?.state === 'connected', null, { timeout: 30_000 });
+  const good = await lab.browser('sfu', { receiveOnly: true });
+  await good.goto(lab.url(room, 'Doctor', 'specialist'));
+  const weak = await lab.browser('weak', { receiveOnly: true });
+  await weak.goto(lab.url(room, 'Patient', 'patient'));
+  for (const p of [good, weak]) {
+    await p.waitForFunction(() => window.consult?.state === 'connected', null, { timeout: 45_000 });
+  }
+  return { pub, good, weak };
+}
+
+function summary(series) {
+  return series
+    .filter((_, i) => i % 4 === 0)
+    .map(({ t, s }) => `${t.toFixed(1)}s h=${s.video?.frameHeight} f=${s.video?.framesDecoded} ${s.layers.join(',')}`)
+    .join('\n');
+}
+
+test('rural-3g subscriber gets the low layer and steady audio; the good one keeps the top layer', { timeout: 150_000 }, async () => {
+  const lab = await startLab('rural-3g');
+  try {
+    const { good, weak } = await joinAll(lab, 'weak-rural');
+    const series = { good: [], weak: [] };
+    await record({ good, weak }, 40_000, 250, (name, s, t) => series[name].push({ t, s }));
+
+    const settled = (xs) => xs.filter(({ t }) => t >= 5);
+    const weakHeights = settled(series.weak).map(({ s }) => s.video?.frameHeight ?? 0);
+    const last = series.weak.at(-1).s;
+    assert.ok(last.video && last.video.framesDecoded > 100, `weak decodes video:\n${summary(series.weak)}`);
+    assert.ok(weakHeights.slice(-20).every((h) => h > 0 && h <= LOW_HEIGHT), `weak on the low layer:\n${summary(series.weak)}`);
+    const conceal = concealment(settled(series.weak)[0].s, last);
+    assert.ok(conceal < 0.05, `weak audio concealment ${(conceal * 100).toFixed(1)} %`);
+    const freeze = longestFreeze(series.weak, 5);
+    assert.ok(freeze < 2, `weak video froze for ${freeze.toFixed(1)} s:\n${summary(series.weak)}`);
+
+    const goodHeights = settled(series.good).map(({ s }) => s.video?.frameHeight ?? 0);
+    const below = goodHeights.filter((h) => h < TOP_HEIGHT).length;
+    assert.ok(below <= 2, `good subscriber left the top layer in ${below} samples:\n${summary(series.good)}`);
+    console.log(`rural-3g: weak ${weakHeights.at(-1)}p, concealment ${(conceal * 100).toFixed(2)} %, longest freeze ${freeze.toFixed(2)} s; good ${goodHeights.at(-1)}p`);
+  } catch (e) {
+    console.log(lab.sfuLog?.text().split('\n').slice(-40).join('\n'));
+    throw e;
+  } finally {
+    await lab.close();
+  }
+});
+
+test('step down and up: the weak subscriber leaves the top layer within 2 s and is back within 15 s', { timeout: 150_000 }, async () => {
+  // step-down.toml: 2 Mbit/s, at 20 s 250 kbit/s down, at 40 s 2 Mbit/s again (from linkem start).
+  const STEP = 20;
+  const RECOVER = 40;
+  const lab = await startLab('step-down');
+  try {
+    const { good, weak } = await joinAll(lab, 'weak-step');
+    const series = { good: [], weak: [] };
+    const offset = (Date.now() - lab.linkemStarted) / 1000;
+    await record({ good, weak }, Math.max(10_000, (RECOVER + 17 - offset) * 1000), 250, (name, s, t) =>
+      series[name].push({ t: t + offset, s }));
+
+    const heightAt = (xs, pred) => xs.find(({ t, s }) => pred(t, s.video?.frameHeight ?? 0));
+    const beforeStep = series.weak.filter(({ t }) => t > STEP - 3 && t < STEP);
+    assert.ok(beforeStep.length > 0 && beforeStep.every(({ s }) => s.video?.frameHeight === TOP_HEIGHT),
+      `weak on the top layer before the step (joined at ${offset.toFixed(1)} s):\n${summary(series.weak)}`);
+    const down = heightAt(series.weak, (t, h) => t >= STEP && h > 0 && h < TOP_HEIGHT);
+    assert.ok(down, `weak never left the top layer:\n${summary(series.weak)}`);
+    const reaction = down.t - STEP;
+    assert.ok(reaction <= 2, `left the top layer ${reaction.toFixed(1)} s after the step:\n${summary(series.weak)}`);
+    const up = heightAt(series.weak, (t, h) => t >= RECOVER && h === TOP_HEIGHT);
+    assert.ok(up, `weak never came back to the top layer:\n${summary(series.weak)}`);
+    const recovery = up.t - RECOVER;
+    assert.ok(recovery <= 15, `back on top ${recovery.toFixed(1)} s after recovery:\n${summary(series.weak)}`);
+    const goodLow = series.good.filter(({ t, s }) => t > STEP - 3 && (s.video?.frameHeight ?? 0) < TOP_HEIGHT).length;
+    assert.ok(goodLow <= 2, `good subscriber dropped in ${goodLow} samples:\n${summary(series.good)}`);
+    console.log(`step: down after ${reaction.toFixed(1)} s, back on top after ${recovery.toFixed(1)} s`);
+  } catch (e) {
+    console.log(lab.sfuLog?.text().split('\n').slice(-40).join('\n'));
+    throw e;
+  } finally {
+    await lab.close();
+  }
+});

@@ -1,0 +1,75 @@
+// In-page readers of WebRTC stats and of the client's adaptation hooks (window.consult), for the
+// simulcast and data-saver tests.
+
+/** The page's outbound video encodings: [{rid, bytesSent, frameWidth, frameHeight, active}], by rid. */
+export function outboundVideo(page) {
+  return page.evaluate(async () => {
+    const pc = window.consult?.pc;
+    if (!pc) return [];
+    const out = [];
+    (await pc.getStats()).forEach((r) => {
+      if (r.type !== 'outbound-rtp' || r.kind !== 'video') return;
+      out.push({
+        rid: r.rid ?? null,
+        bytesSent: r.bytesSent ?? 0,
+        frameWidth: r.frameWidth ?? 0,
+        frameHeight: r.frameHeight ?? 0,
+        active: r.active ?? null,
+        scalabilityMode: r.scalabilityMode ?? null,
+      });
+    });
+    return out.sort((a, b) => String(a.rid).localeCompare(String(b.rid)));
+  });
+}
+
+/** The page's inbound video streams: [{mid, from, framesDecoded, frameWidth, frameHeight}]. */
+export function inboundVideo(page) {
+  return page.evaluate(async () => {
+    const c = window.consult;
+    const pc = c?.pc;
+    if (!pc) return [];
+    const trackMid = new Map(pc.getTransceivers().map((t) => [t.receiver.track?.id, t.mid]));
+    const out = [];
+    (await pc.getStats()).forEach((r) => {
+      if (r.type !== 'inbound-rtp' || r.kind !== 'video') return;
+      const mid = r.mid ?? trackMid.get(r.trackIdentifier) ?? null;
+      out.push({
+        mid,
+        from: (mid != null && c.tracks.get(mid)?.participantId) || null,
+        framesDecoded: r.framesDecoded ?? 0,
+        frameWidth: r.frameWidth ?? 0,
+        frameHeight: r.frameHeight ?? 0,
+      });
+    });
+    return out;
+  });
+}
+
+/** What the page was told it receives: [{mid, participantId, layer, temporal, paused, kind}]. */
+export function layersOf(page) {
+  return page.evaluate(() =>
+    [...(window.consult?.layers ?? new Map())].map(([mid, l]) => ({
+      mid,
+      participantId: l.participantId,
+      layer: l.layer,
+      temporal: l.temporal,
+      paused: l.paused,
+      kind: window.consult.tracks.get(mid)?.kind ?? null,
+    })),
+  );
+}
+
+/** Mids of the remote video tracks the page was told about (track_published), by publisher id. */
+export function remoteVideoMids(page) {
+  return page.evaluate(() =>
+    Object.fromEntries([...window.consult.tracks].filter(([, t]) => t.kind === 'video').map(([mid, t]) => [t.participantId, mid])),
+  );
+}
+
+export function bytesByRid(outbound) {
+  return Object.fromEntries(outbound.map((e) => [e.rid, e.bytesSent]));
+}
+
+export function describeOutbound(outbound) {
+  return outbound.map((e) => `${e.rid}: ${e.bytesSent} B ${e.frameWidth}x${e.frameHeight} active=${e.active} ${e.scalabilityMode ?? ''}`).join('; ');
+}
