@@ -22,6 +22,7 @@ pub struct Metrics {
     pub keyframe_requests_sent: IntCounter,
     pub keyframe_requests_suppressed: IntCounter,
     pub layer_switches: IntCounter,
+    pub congestion_restarts: IntCounter,
     pub dynacast_changes: IntCounter,
     pub paused_subscriptions: IntGauge,
     pub estimate_bps: Histogram,
@@ -129,6 +130,7 @@ impl Metrics {
                 "consult_layer_switches_total",
                 "Simulcast layer switches done for subscribers",
             ),
+            congestion_restarts: counter(&r, "consult_congestion_restarts_total", "Video subscriptions restarted from a keyframe because the subscriber's send queue overflowed"),
             dynacast_changes: counter(
                 &r,
                 "consult_dynacast_changes_total",

@@ -26,9 +26,9 @@ function weakStatus(lab) {
     const status = JSON.parse(lab.get('/status'));
     const p = status.rooms.flatMap((r) => r.participants).find((x) => x.role === 'patient');
     const video = p?.subscriptions.find((s) => s.kind === 'video');
-    return { estimate: p?.estimate_bps ?? null, target: video?.target ?? video?.paused ?? null, current: video?.current ?? null };
+    return { estimate: p?.estimate_bps ?? null, target: video?.target ?? video?.paused ?? null, temporal: video?.target_temporal ?? null, current: video?.current ?? null };
   } catch {
-    return { estimate: null, target: null, current: null };
+    return { estimate: null, target: null, temporal: null, current: null };
   }
 }
 
@@ -108,10 +108,11 @@ try {
       link_kbps: PROFILE === 'step-down' ? link : null,
       estimate_kbps: st.estimate != null ? Math.round(st.estimate / 1000) : null,
       target: st.target,
+      temporal: st.temporal,
       current: st.current,
       height: s.video?.frameHeight ?? 0,
       fps: s.video?.fps ?? 0,
-      recv_kbps: prev && s.video ? Math.round(((s.video.bytes - prev.video.bytes) * 8) / (s.t - prev.t)) : null,
+      recv_kbps: prev?.video && s.video ? Math.round(((s.video.bytes - prev.video.bytes) * 8) / (s.t - prev.t)) : null,
       freezes: s.video?.freezeCount ?? 0,
       freeze_s: Math.round((s.video?.freezeSeconds ?? 0) * 100) / 100,
       concealed_pct: prev ? Math.round(((s.audio.concealed - s.audio.silent - (prev.audio.concealed - prev.audio.silent)) / Math.max(1, s.audio.samples - prev.audio.samples)) * 1000) / 10 : null,

@@ -199,7 +199,7 @@ export async function sample(page) {
       }
     }
     const layers = window.consult?.layers;
-    if (layers) out.layers = [...layers.values()].map((l) => l.layer ?? `paused:${l.paused}`);
+    if (layers) out.layers = [...layers.values()].map((l) => (l.layer ? `${l.layer}${l.temporal ?? ''}` : `paused:${l.paused}`));
     return out;
   });
 }

@@ -60,7 +60,7 @@ test('rural-3g subscriber gets the low layer and steady audio; the good one keep
   }
 });
 
-test('step down and up: the weak subscriber leaves the top layer within 2 s and is back within 15 s', { timeout: 150_000 }, async () => {
+test('step down and up: the weak subscriber drops a layer within 2 s and is back on the top layer within 15 s', { timeout: 150_000 }, async () => {
   // step-down.toml: 2 Mbit/s, at 20 s 250 kbit/s down, at 40 s 2 Mbit/s again (from linkem start).
   const STEP = 20;
   const RECOVER = 40;
@@ -76,17 +76,26 @@ test('step down and up: the weak subscriber leaves the top layer within 2 s and 
     const beforeStep = series.weak.filter(({ t }) => t > STEP - 3 && t < STEP);
     assert.ok(beforeStep.length > 0 && beforeStep.every(({ s }) => s.video?.frameHeight === TOP_HEIGHT),
       `weak on the top layer before the step (joined at ${offset.toFixed(1)} s):\n${summary(series.weak)}`);
+    // The server's layer_changed (rid and temporal layer) for the publisher's video: a lower
+    // temporal layer takes effect at once, a lower spatial layer on its next keyframe.
+    const topTag = beforeStep.at(-1).s.layers.find((l) => l.startsWith('f'));
+    assert.ok(topTag, `weak receives the f layer before the step:\n${summary(series.weak)}`);
+    const topLayer = (s) => s.layers.includes(topTag);
+    const lowered = series.weak.find(({ t, s }) => t >= STEP && !topLayer(s));
+    assert.ok(lowered, `weak never dropped a layer:\n${summary(series.weak)}`);
+    const reaction = lowered.t - STEP;
+    assert.ok(reaction <= 2, `dropped a layer ${reaction.toFixed(1)} s after the step:\n${summary(series.weak)}`);
     const down = heightAt(series.weak, (t, h) => t >= STEP && h > 0 && h < TOP_HEIGHT);
-    assert.ok(down, `weak never left the top layer:\n${summary(series.weak)}`);
-    const reaction = down.t - STEP;
-    assert.ok(reaction <= 2, `left the top layer ${reaction.toFixed(1)} s after the step:\n${summary(series.weak)}`);
+    assert.ok(down, `weak never left 720p:\n${summary(series.weak)}`);
+    const decoded = down.t - STEP;
+    assert.ok(decoded <= 6, `decoded a lower resolution ${decoded.toFixed(1)} s after the step:\n${summary(series.weak)}`);
     const up = heightAt(series.weak, (t, h) => t >= RECOVER && h === TOP_HEIGHT);
     assert.ok(up, `weak never came back to the top layer:\n${summary(series.weak)}`);
     const recovery = up.t - RECOVER;
     assert.ok(recovery <= 15, `back on top ${recovery.toFixed(1)} s after recovery:\n${summary(series.weak)}`);
     const goodLow = series.good.filter(({ t, s }) => t > STEP - 3 && (s.video?.frameHeight ?? 0) < TOP_HEIGHT).length;
     assert.ok(goodLow <= 2, `good subscriber dropped in ${goodLow} samples:\n${summary(series.good)}`);
-    console.log(`step: down after ${reaction.toFixed(1)} s, back on top after ${recovery.toFixed(1)} s`);
+    console.log(`step: layer dropped after ${reaction.toFixed(1)} s, lower resolution decoded after ${decoded.toFixed(1)} s, back on 720p after ${recovery.toFixed(1)} s`);
   } catch (e) {
     console.log(lab.sfuLog?.text().split('\n').slice(-40).join('\n'));
     throw e;

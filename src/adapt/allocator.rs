@@ -15,10 +15,22 @@ use super::layer::{Ladder, Layer};
 
 /// A shortfall must last this long before stepping down (filters single estimate blips).
 pub const DOWN_DELAY: Duration = Duration::from_millis(300);
+/// Pausing video is the last resort (users see black): only after the lowest layer has not
+/// fitted for this long. Until then the lowest layer is kept.
+pub const PAUSE_DELAY: Duration = Duration::from_secs(2);
 /// The estimate must cover a higher allocation this long before stepping up.
 pub const UP_STABLE: Duration = Duration::from_secs(2);
 /// After stepping down, wait this long before any step up (no oscillation).
 pub const UP_HOLD_AFTER_DOWN: Duration = Duration::from_secs(4);
+/// A step down this soon after a step up means the step up failed (the probe said yes, the
+/// link said no): the hold before the next try doubles, up to `MAX_UP_HOLD`.
+pub const FAILED_UP_WINDOW: Duration = Duration::from_secs(10);
+pub const MAX_UP_HOLD: Duration = Duration::from_secs(12);
+/// Paused video resumes at the lowest layer after this hold, whatever failed before: poor video
+/// beats no video (mediasoup#804).
+pub const RESUME_HOLD: Duration = Duration::from_secs(2);
+/// Staying up this long after a step up forgets earlier failures.
+pub const UP_PROVEN: Duration = Duration::from_secs(30);
 /// Fraction of the estimate given to media: the rest absorbs estimate error and RTCP.
 pub const HEADROOM: f64 = 0.9;
 
@@ -78,6 +90,21 @@ struct TrackState {
     /// Since when the wanted allocation has been above the current one.
     room_since: Option<Instant>,
     last_down: Option<Instant>,
+    last_up: Option<Instant>,
+    /// Current hold after a step down; grows while step ups keep failing.
+    up_hold: Duration,
+}
+
+impl TrackState {
+    fn note_down(&mut self, now: Instant) {
+        let failed_up = self
+            .last_up
+            .is_some_and(|t| now.saturating_duration_since(t) < FAILED_UP_WINDOW);
+        if failed_up {
+            self.up_hold = (self.up_hold * 2).min(MAX_UP_HOLD);
+        }
+        self.last_down = Some(now);
+    }
 }
 
 /// The allocation state of one subscriber.
@@ -124,7 +151,18 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                 short_since: None,
                 room_since: None,
                 last_down: None,
+                last_up: None,
+                up_hold: UP_HOLD_AFTER_DOWN,
             });
+            if state
+                .last_up
+                .is_some_and(|t| now.saturating_duration_since(t) >= UP_PROVEN)
+                && state
+                    .last_down
+                    .is_none_or(|d| d < state.last_up.unwrap_or(d))
+            {
+                state.up_hold = UP_HOLD_AFTER_DOWN;
+            }
             let current = state.target;
             let current_valid = match current {
                 Target::Layer(l) => v.ladder.rate(l).is_some() && l.spatial <= v.max_spatial,
@@ -137,25 +175,60 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             } else {
                 want
             };
+            let lowest = v
+                .ladder
+                .steps()
+                .find(|(l, _)| l.spatial <= v.max_spatial)
+                .map(|(l, _)| Target::Layer(l));
             let next = if !current_valid {
                 // The layer went away (publisher stopped it) or the cap changed: move now.
                 want
             } else if rank(v, want) < rank(v, current) {
                 state.room_since = None;
                 let since = *state.short_since.get_or_insert(now);
-                if now.saturating_duration_since(since) >= DOWN_DELAY {
-                    want
-                } else {
-                    current
+                let waited = now.saturating_duration_since(since);
+                match (want, lowest) {
+                    (Target::PausedForBandwidth, Some(lowest)) if waited < PAUSE_DELAY => {
+                        if waited >= DOWN_DELAY && current != lowest {
+                            // A step towards a pause: set here, so that the shortfall clock
+                            // keeps running (the generic change below would reset it).
+                            state.target = lowest;
+                            state.note_down(now);
+                        }
+                        current
+                    }
+                    _ if waited >= DOWN_DELAY => want,
+                    _ => {
+                        // Meanwhile, drop one temporal layer at once: it takes effect without a
+                        // keyframe, costs nothing to undo, and relieves the link while the
+                        // shortfall is confirmed. It sets no hold, so a blip costs only the
+                        // stable window.
+                        if let Target::Layer(l) = current {
+                            if l.temporal > 0 {
+                                let lighter = Layer::new(l.spatial, l.temporal - 1);
+                                if v.ladder.rate(lighter).is_some() {
+                                    state.target = Target::Layer(lighter);
+                                }
+                            }
+                        }
+                        current
+                    }
                 }
             } else if rank(v, want) > rank(v, current) {
                 state.short_since = None;
                 let since = *state.room_since.get_or_insert(now);
+                // Paused video comes back at the lowest layer after a short hold, whatever
+                // failed before; later steps up follow the (backed-off) hold.
+                let resume = current == Target::PausedForBandwidth;
+                let hold = if resume { RESUME_HOLD } else { state.up_hold };
                 let held = state
                     .last_down
-                    .is_none_or(|t| now.saturating_duration_since(t) >= UP_HOLD_AFTER_DOWN);
+                    .is_none_or(|t| now.saturating_duration_since(t) >= hold);
                 if now.saturating_duration_since(since) >= UP_STABLE && held {
-                    want
+                    match (resume, lowest) {
+                        (true, Some(lowest)) => lowest,
+                        _ => want,
+                    }
                 } else {
                     current
                 }
@@ -166,7 +239,9 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             };
             if next != current {
                 if rank(v, next) < rank(v, current) {
-                    state.last_down = Some(now);
+                    state.note_down(now);
+                } else if current != Target::Unavailable {
+                    state.last_up = Some(now);
                 }
                 state.short_since = None;
                 state.room_since = None;
@@ -370,7 +445,7 @@ mod tests {
             let t0 = Instant::now();
             let mut a = Allocator::new();
             let mut o = a.update(t0, &input(estimate, vec![camera(1)]));
-            for i in 1..=10 {
+            for i in 1..=30 {
                 o = a.update(
                     t0 + Duration::from_millis(100 * i),
                     &input(estimate, vec![camera(1)]),
@@ -402,6 +477,58 @@ mod tests {
     }
 
     #[test]
+    fn a_collapse_goes_to_the_lowest_layer_first_and_pauses_only_if_it_lasts() {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        a.update(t0, &input(3_000_000, vec![camera(1)]));
+        let at = |ms| t0 + Duration::from_millis(ms);
+        assert_eq!(
+            spatial(&a.update(at(1000), &input(100_000, vec![camera(1)])), 1),
+            Some(2)
+        );
+        assert_eq!(
+            spatial(&a.update(at(1300), &input(100_000, vec![camera(1)])), 1),
+            Some(0)
+        );
+        assert_eq!(
+            spatial(&a.update(at(2900), &input(100_000, vec![camera(1)])), 1),
+            Some(0)
+        );
+        let o = a.update(at(3000), &input(100_000, vec![camera(1)]));
+        assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
+        // A short collapse never pauses.
+        let mut a = Allocator::new();
+        a.update(t0, &input(3_000_000, vec![camera(1)]));
+        a.update(at(1000), &input(100_000, vec![camera(1)]));
+        a.update(at(1500), &input(100_000, vec![camera(1)]));
+        let o = a.update(at(2000), &input(500_000, vec![camera(1)]));
+        assert_eq!(spatial(&o, 1), Some(0));
+    }
+
+    #[test]
+    fn a_drop_sheds_a_temporal_layer_at_once_and_the_spatial_layer_after_the_delay() {
+        let mut v = camera(1);
+        v.ladder = Ladder::from_spatial_rates([Some(Q), Some(H), Some(F)], 3);
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let o = a.update(t0, &input(3_000_000, vec![v.clone()]));
+        assert_eq!(o.targets[0].1, Target::Layer(Layer::new(2, 2)));
+        let o = a.update(
+            t0 + Duration::from_millis(100),
+            &input(300_000, vec![v.clone()]),
+        );
+        assert_eq!(o.targets[0].1, Target::Layer(Layer::new(2, 1)), "at once");
+        let o = a.update(
+            t0 + Duration::from_millis(100) + DOWN_DELAY,
+            &input(300_000, vec![v.clone()]),
+        );
+        match o.targets[0].1 {
+            Target::Layer(l) => assert_eq!(l.spatial, 0, "{l:?}"),
+            t => panic!("{t:?}"),
+        }
+    }
+
+    #[test]
     fn an_oscillating_estimate_does_not_make_the_layer_oscillate() {
         // 1.6 Mbps and 500 kbps alternating every second for 30 s.
         let trace: Vec<(u64, usize)> = (0..30)
@@ -414,6 +541,37 @@ mod tests {
             changes(&layers)
         );
         assert_eq!(*layers.last().unwrap(), Some(1));
+    }
+
+    #[test]
+    fn step_ups_that_keep_failing_are_tried_less_and_less_often() {
+        // A rural link whose estimate overshoots: whenever h is tried, the estimate collapses
+        // 1 s later and recovers 2 s after that.
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let mut layers = Vec::new();
+        let mut collapse_at: Option<u64> = None;
+        for tick in 0..1200u64 {
+            let now = t0 + Duration::from_millis(100 * tick);
+            let estimate = match collapse_at {
+                Some(c) if tick >= c && tick < c + 20 => 150_000,
+                _ => 700_000,
+            };
+            let o = a.update(now, &input(estimate, vec![camera(1)]));
+            let s = spatial(&o, 1);
+            if s == Some(1) && layers.last() != Some(&Some(1)) {
+                collapse_at = Some(tick + 10);
+            }
+            layers.push(s);
+        }
+        let ups = layers
+            .windows(2)
+            .filter(|w| w[1] == Some(1) && w[0] != Some(1))
+            .count();
+        // Without backoff: one try every ~7 s, 16 in 2 minutes. With it: the hold doubles up
+        // to MAX_UP_HOLD (bounded so a recovered link is used within ~15 s).
+        let bound = 3 + 120 / MAX_UP_HOLD.as_secs() as usize;
+        assert!(ups <= bound, "{ups} tries, at most {bound}");
     }
 
     #[test]
@@ -437,8 +595,10 @@ mod tests {
         assert_eq!(spatial(&o, 1), Some(0));
         // ...and pauses once it is clear that even that does not fit.
         let o = a.update(t0 + DOWN_DELAY, &input(120_000, vec![camera(1)]));
+        assert_eq!(spatial(&o, 1), Some(0), "not after a moment");
+        let o = a.update(t0 + PAUSE_DELAY, &input(120_000, vec![camera(1)]));
         assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
-        let t0 = t0 + DOWN_DELAY;
+        let t0 = t0 + PAUSE_DELAY;
         assert!(
             o.probe_bps >= Q + AUDIO,
             "probes for the lowest layer: {}",

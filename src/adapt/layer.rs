@@ -47,9 +47,15 @@ impl Ladder {
             _ => &TEMPORAL_SHARE_3,
         };
         let mut steps = Vec::new();
+        let lowest = rates.iter().position(Option::is_some);
         for (s, rate) in rates.iter().enumerate() {
             let Some(rate) = rate else { continue };
             for (t, share) in shares.iter().enumerate() {
+                // A quarter frame rate is a step only on the lowest layer (better a slow
+                // picture than none); above it, more pixels at a slideshow rate help nobody.
+                if t == 0 && shares.len() == 3 && Some(s) != lowest {
+                    continue;
+                }
                 steps.push((Layer::new(s as u8, t as u8), (*rate as f64 * share) as u64));
             }
         }
@@ -97,13 +103,17 @@ mod tests {
                 (Layer::new(0, 0), 60_000),
                 (Layer::new(0, 1), 90_000),
                 (Layer::new(0, 2), 150_000),
-                (Layer::new(2, 0), 480_000),
                 (Layer::new(2, 1), 720_000),
                 (Layer::new(2, 2), 1_200_000),
             ]
         );
-        assert_eq!(l.rate(Layer::new(1, 0)), None);
-        assert_eq!(l.position(Layer::new(2, 0)), Some(3));
+        assert_eq!(l.rate(Layer::new(1, 1)), None);
+        assert_eq!(
+            l.rate(Layer::new(2, 0)),
+            None,
+            "no quarter frame rate above the lowest"
+        );
+        assert_eq!(l.position(Layer::new(2, 1)), Some(3));
     }
 
     #[test]

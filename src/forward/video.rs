@@ -1,9 +1,11 @@
 //! The video forwarder of one subscription: which incoming packets go out, and with which
 //! sequence number, timestamp and VP8 picture ids. Pure.
 //!
-//! A spatial switch (up or down) happens only on a keyframe of the target layer; until then the
-//! current layer keeps flowing. Temporal layers above the target are dropped without leaving
-//! gaps in sequence numbers or picture ids.
+//! A spatial switch happens only on a keyframe of the target layer. Going up, the current layer
+//! keeps flowing until then. Going down, it stops at once: a step down means the subscriber's
+//! link is full, and every packet more of the big layer delays the keyframe that fixes it.
+//! Temporal layers above the target are dropped without leaving gaps in sequence numbers or
+//! picture ids.
 
 use std::time::Instant;
 
@@ -116,6 +118,12 @@ impl VideoForwarder {
         }
     }
 
+    /// Stops forwarding until the next keyframe of the target layer (the subscriber's queue
+    /// overflowed); numbering continues without a gap.
+    pub fn restart(&mut self) {
+        self.current = None;
+    }
+
     pub fn target(&self) -> Option<Layer> {
         self.target
     }
@@ -160,6 +168,11 @@ impl VideoForwarder {
         }
         if Some(p.spatial) != self.current {
             return Verdict::Drop;
+        }
+        if target.spatial < p.spatial {
+            return Verdict::DropNeedKeyframe {
+                spatial: target.spatial,
+            };
         }
         // The current layer: the target's temporal cap applies even before a pending switch.
         if p.temporal.is_some_and(|t| t > target.temporal) && !p.keyframe {
@@ -302,27 +315,52 @@ mod tests {
         assert_eq!(seen.out.len(), 11);
         assert!(seen.out.iter().all(|o| o.4 == 2));
 
-        // Down to q: the f layer keeps flowing until q's keyframe.
+        // Down to q: f stops at once (the link is full), q starts at its keyframe.
         f.set_target(Some(Layer::new(0, 2)));
         assert_eq!(f.switch_pending(), Some(0));
+        let before = seen.out.len();
         for _ in 0..4 {
             feed(&mut f, src.frame(false), &mut seen);
         }
-        assert_eq!(seen.out.last().unwrap().4, 2, "still f while waiting");
+        assert_eq!(
+            seen.out.len(),
+            before,
+            "nothing while waiting for q's keyframe"
+        );
         feed(&mut f, src.frame(true), &mut seen);
         assert_eq!(seen.out.last().unwrap().4, 0, "q from its keyframe on");
         for _ in 0..10 {
             feed(&mut f, src.frame(false), &mut seen);
         }
-        // And up to h.
+        // And up to h: q keeps flowing until h's keyframe.
         f.set_target(Some(Layer::new(1, 2)));
         feed(&mut f, src.frame(false), &mut seen);
+        assert_eq!(seen.out.last().unwrap().4, 0, "still q while waiting");
         feed(&mut f, src.frame(true), &mut seen);
         for _ in 0..5 {
             feed(&mut f, src.frame(false), &mut seen);
         }
         assert_eq!(seen.out.last().unwrap().4, 1);
         assert_eq!(f.switch_pending(), None);
+        assert_continuous(&seen);
+    }
+
+    #[test]
+    fn a_restart_resumes_on_the_next_keyframe_without_gaps() {
+        let mut src = Source::new();
+        let mut f = VideoForwarder::new(1000);
+        let mut seen = Seen::default();
+        f.set_target(Some(Layer::new(1, 2)));
+        feed(&mut f, src.frame(true), &mut seen);
+        feed(&mut f, src.frame(false), &mut seen);
+        f.restart();
+        for _ in 0..5 {
+            feed(&mut f, src.frame(false), &mut seen);
+        }
+        assert_eq!(seen.out.len(), 2);
+        assert!(seen.keyframe_requests > 0);
+        feed(&mut f, src.frame(true), &mut seen);
+        assert_eq!(seen.out.len(), 3);
         assert_continuous(&seen);
     }
 

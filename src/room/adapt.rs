@@ -22,8 +22,8 @@ pub const QUALITY_INTERVAL: Duration = Duration::from_secs(2);
 /// A layer nobody has needed for this long is stopped at the publisher. Long enough that a
 /// subscriber dipping for a few seconds does not make the publisher restart an encoder.
 pub const DYNACAST_GRACE: Duration = Duration::from_secs(5);
-/// Audio bitrate budgeted per received audio track (Opus at ~32 kbps plus packet overhead).
-pub const AUDIO_BPS: u64 = 40_000;
+/// Per-packet cost the RTP meters do not see: IPv4 + UDP + SRTP tag + TWCC, at 50 packets/s.
+pub const AUDIO_OVERHEAD_BPS: u64 = 50 * (20 + 8 + 16 + 8) * 8;
 /// Video held below what a subscriber would take counts against its quality only after this
 /// long: the first seconds of every call are a ramp-up.
 pub const REDUCED_GRACE: Duration = Duration::from_secs(6);
@@ -38,10 +38,20 @@ impl Room {
             .collect();
         // Ladders of every published video track, once per tick.
         let mut ladders = Vec::new();
+        let mut audio_rates: Vec<(TrackId, u64)> = Vec::new();
         for p in &mut self.participants {
             for publication in &mut p.publications {
                 if publication.kind == MediaKind::Video {
                     ladders.push((publication.track.clone(), publication.ladder(now, &nominal)));
+                } else {
+                    // Only audio that flows costs anything (muted, DTX silence or no mic: ~0).
+                    let meter = &mut publication.layers[0].meter;
+                    let rate = if meter.active(now, Duration::from_secs(1)) {
+                        meter.bps(now).unwrap_or(32_000) + AUDIO_OVERHEAD_BPS
+                    } else {
+                        0
+                    };
+                    audio_rates.push((publication.track.clone(), rate));
                 }
             }
         }
@@ -49,11 +59,13 @@ impl Room {
         let mut keyframes: Vec<(TrackId, u8)> = Vec::new();
         for j in 0..self.participants.len() {
             let s = &mut self.participants[j];
-            let audio_tracks = s
+            let audio_bps: u64 = s
                 .subscriptions
                 .iter()
                 .filter(|x| x.kind == MediaKind::Audio && x.open_mid().is_some())
-                .count() as u64;
+                .filter_map(|x| audio_rates.iter().find(|(t, _)| *t == x.track))
+                .map(|(_, r)| *r)
+                .sum();
             let video: Vec<VideoInput<TrackId>> = s
                 .subscriptions
                 .iter()
@@ -68,19 +80,9 @@ impl Room {
                     })
                 })
                 .collect();
-            // An estimate gathered while almost nothing was sent (alone in the room, audio only)
-            // only says "at least this": start the first video from the initial estimate.
-            let has_video = !video.is_empty();
-            if has_video && !s.had_video {
-                s.rtc
-                    .bwe()
-                    .reset(Bitrate::bps(self.plane.initial_estimate_bps));
-                s.estimate_bps = None;
-            }
-            s.had_video = has_video;
             let input = allocator::Input {
-                estimate_bps: s.estimate_bps.unwrap_or(self.plane.initial_estimate_bps),
-                audio_bps: audio_tracks * AUDIO_BPS,
+                estimate_bps: s.usable_estimate(now, self.plane.initial_estimate_bps),
+                audio_bps,
                 video,
             };
             let out = s.allocator.update(now, &input);
@@ -147,8 +149,12 @@ impl Room {
                 }
             }
 
-            // Keep media plus padding at the current allocation; probe for one step up.
-            let setting = (out.allocated_bps, out.probe_bps.max(out.allocated_bps));
+            // Pad (capped by the estimate) up to what the next step needs and probe for that
+            // step, as str0m's BWE docs advise for an SFU: GCC only grows an estimate that is
+            // used, so a subscriber held at a low layer, or paused with audio alone, would never
+            // climb back (mediasoup#316, jitsi#1447). Never the sum of every top layer, which
+            // would flood a rural link; failed step ups back off in the allocator.
+            let setting = (out.probe_bps, out.probe_bps);
             let (old_min, old_desired) = s.bwe_setting;
             let moved = |a: u64, b: u64| a.abs_diff(b) * 20 > b.max(1);
             if moved(setting.0, old_min) || moved(setting.1, old_desired) {

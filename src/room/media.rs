@@ -19,6 +19,10 @@ use crate::metrics::Metrics;
 
 /// Audio streams go quiet with Opus DTX; without this str0m reports them paused after 1.5 s.
 const AUDIO_PAUSE_THRESHOLD: Duration = Duration::from_secs(3600);
+/// Video waiting longer than this in a subscriber's pacer means its link collapsed faster than
+/// the estimate followed. Adding more only delays the keyframe that would fix the picture: drop
+/// until the queue drains, then restart from a keyframe of the (by then lower) target layer.
+const MAX_PACER_DELAY: Duration = Duration::from_millis(400);
 
 impl Room {
     pub(super) fn forward(&mut self, from: ParticipantId, mut packet: RtpPacket) {
@@ -124,6 +128,21 @@ impl Room {
                     (out.seq, out.ts, None)
                 }
                 Forwarding::Video(forwarder) => {
+                    let queued_since = s
+                        .rtc
+                        .direct_api()
+                        .stream_tx_by_mid(mid, None)
+                        .and_then(|st| st.queue_info().and_then(|q| q.first_unsent()));
+                    if queued_since
+                        .is_some_and(|t| now.saturating_duration_since(t) > MAX_PACER_DELAY)
+                    {
+                        if forwarder.current().is_some() {
+                            forwarder.restart();
+                            self.plane.metrics.congestion_restarts.inc();
+                            s.on_congestion(now, self.plane.initial_estimate_bps);
+                        }
+                        continue;
+                    }
                     let verdict = forwarder.on_packet(VideoPacket {
                         spatial,
                         temporal: vp8.and_then(|v| v.temporal),

@@ -279,13 +279,13 @@ impl Room {
             ice_lost_at: None,
             allocator: Default::default(),
             estimate_bps: None,
+            congestion_cap: None,
             bwe_setting: (0, 0),
             data_saver: false,
             rtt: None,
             quality: None,
             limit: Default::default(),
             limited_since: None,
-            had_video: false,
         };
         participant.send(ServerMessage::Joined {
             participant_id: id.to_string(),

@@ -189,6 +189,21 @@ impl Subscription {
     }
 }
 
+/// A limit on what the allocator may use after the send queue overflowed.
+#[derive(Debug, Clone, Copy)]
+pub struct CongestionCap {
+    pub cap: u64,
+    pub at: Instant,
+    /// GCC's estimate when the cap was last lowered.
+    pub estimate_then: u64,
+}
+
+/// Congestion caps are lowered at most this often (one halving per reaction of the link).
+pub const CONGESTION_STEP: Duration = Duration::from_millis(500);
+/// A congestion cap holds this long before it starts to lift (unless the estimate falls below
+/// it first, when GCC has caught up).
+pub const CONGESTION_HOLD: Duration = Duration::from_secs(5);
+
 /// How long ICE may stay disconnected before the participant is dropped. Rural links stall
 /// for seconds; a consent refresh brings the media back without a new join.
 pub const ICE_GRACE: Duration = Duration::from_secs(20);
@@ -214,6 +229,9 @@ pub struct Participant {
     /// Bandwidth adaptation of what this participant receives.
     pub allocator: Allocator<TrackId>,
     pub estimate_bps: Option<u64>,
+    /// A cap on the estimate after this participant's send queue overflowed, and when it was
+    /// last lowered: GCC can take seconds to notice a link that collapsed.
+    pub congestion_cap: Option<CongestionCap>,
     /// (minimum, desired) last given to str0m's estimator.
     pub bwe_setting: (u64, u64),
     pub data_saver: bool,
@@ -222,8 +240,6 @@ pub struct Participant {
     /// Whether the allocator holds this participant's video back, and since when.
     pub limit: Limit,
     pub limited_since: Option<Instant>,
-    /// Whether any video subscription was open at the last tick.
-    pub had_video: bool,
 }
 
 impl Participant {
@@ -268,6 +284,46 @@ impl Participant {
                 SubscriptionState::ToOpen | SubscriptionState::ToStop(_)
             )
         })
+    }
+
+    /// The link collapsed under what we send (the pacer queue overflowed): cut what the
+    /// allocator may use by 30 %, at most once per `CONGESTION_STEP`.
+    pub fn on_congestion(&mut self, now: Instant, initial_bps: u64) {
+        let estimate = self.estimate_bps.unwrap_or(initial_bps);
+        let cap = match self.congestion_cap {
+            Some(c) if now.saturating_duration_since(c.at) < CONGESTION_STEP => return,
+            Some(c) => c.cap.min(estimate),
+            None => estimate,
+        };
+        self.congestion_cap = Some(CongestionCap {
+            cap: cap * 7 / 10,
+            at: now,
+            estimate_then: estimate,
+        });
+    }
+
+    /// The estimate the allocator works with: GCC's, under the congestion cap while one holds.
+    /// The cap is lifted gradually (8 %/s after `CONGESTION_HOLD`), not at once: when the
+    /// queue overflowed while GCC still said all was well, GCC's number is not to be trusted
+    /// again the moment the cap expires.
+    pub fn usable_estimate(&mut self, now: Instant, initial_bps: u64) -> u64 {
+        let estimate = self.estimate_bps.unwrap_or(initial_bps);
+        let Some(c) = self.congestion_cap else {
+            return estimate;
+        };
+        let grown = now
+            .saturating_duration_since(c.at)
+            .saturating_sub(CONGESTION_HOLD)
+            .as_secs_f64();
+        let cap = (c.cap as f64 * 1.08f64.powf(grown)) as u64;
+        // GCC clearly rising since the cap was set means the link really got better.
+        let rising = estimate as f64 >= c.estimate_then as f64 * 1.5;
+        if cap >= estimate || rising {
+            self.congestion_cap = None;
+            estimate
+        } else {
+            cap
+        }
     }
 
     pub fn link_stats(&self) -> LinkStats {
