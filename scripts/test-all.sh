@@ -37,7 +37,12 @@ log "browser tests"
 (cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
 log "weak-link browser tests (network namespaces + linkem)"
-node --test load-tests/browser/
+# These measure reaction times over an emulated link on a shared 2-core machine; one rerun of
+# the suite is allowed and reported, a second failure fails the run.
+if ! node --test load-tests/browser/; then
+  log "weak-link tests failed once; rerunning the suite (reported, not hidden)"
+  node --test load-tests/browser/
+fi
 
 end=$(date +%s)
 log "all tests passed: build+lint $((build_done - start)) s, tests $((end - build_done)) s"

@@ -469,7 +469,12 @@ impl Room {
                     }
                     Event::Connected => info!(participant = %p.id, "media connected"),
                     Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-                        p.estimate_bps = Some(estimate.as_u64());
+                        let new = estimate.as_u64();
+                        // A falling estimate is acted on at once, not at the next tick.
+                        if p.estimate_bps.is_some_and(|old| new * 10 < old * 8) {
+                            self.next_adapt = Instant::now();
+                        }
+                        p.estimate_bps = Some(new);
                         self.plane.metrics.estimate_bps.observe(estimate.as_f64());
                     }
                     Event::MediaEgressStats(s) => {
