@@ -33,6 +33,9 @@ build_done=$(date +%s)
 log "rust tests"
 cargo test --release --workspace
 
+log "synthetic bots smoke (10 rooms x 3 participants through the real SFU)"
+load-tests/smoke.sh
+
 log "browser tests"
 (cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm test)
 

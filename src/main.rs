@@ -14,7 +14,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Run(c) => c,
     };
+    // Logs go to stderr: stdout carries the ready line scripts wait for.
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log)
                 .with_context(|| format!("log filter {:?}", config.log))?,

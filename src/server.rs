@@ -31,6 +31,9 @@ pub enum ServerError {
     Http(std::io::Error),
 }
 
+/// Requested UDP socket buffer size (the kernel caps it at net.core.rmem_max / wmem_max).
+const UDP_BUFFER_BYTES: usize = 4 << 20;
+
 /// Bound sockets, ready to serve.
 pub struct Listeners {
     pub http: TcpListener,
@@ -52,6 +55,17 @@ impl Listeners {
                     addr: config.udp_addr,
                     source,
                 })?;
+        // Every peer shares this socket: the kernel default (~200 KiB) overflows in bursts
+        // (keyframes of many publishers at once) and drops media before we ever see it.
+        let sock = socket2::SockRef::from(&udp);
+        for result in [
+            sock.set_recv_buffer_size(UDP_BUFFER_BYTES),
+            sock.set_send_buffer_size(UDP_BUFFER_BYTES),
+        ] {
+            if let Err(e) = result {
+                tracing::warn!("cannot size the UDP socket buffers: {e}");
+            }
+        }
         Ok(Self { http, udp })
     }
 

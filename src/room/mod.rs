@@ -128,11 +128,10 @@ impl Room {
         info!("room opened");
         let mut had_participants = false;
         loop {
-            if self.participants.is_empty() && had_participants {
-                if on_empty(&mut commands) {
-                    break;
-                }
-                had_participants = false;
+            // Closing needs an empty command queue (checked under the registry lock, so no
+            // join can slip in); with commands still queued, handle them and ask again.
+            if self.participants.is_empty() && had_participants && on_empty(&mut commands) {
+                break;
             }
             let deadline = self.next_timeout();
             tokio::select! {
