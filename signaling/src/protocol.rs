@@ -188,6 +188,10 @@ pub enum ServerMessage {
         mid: String,
         active: Vec<String>,
     },
+    /// The participant who speaks now (their video is favoured when bandwidth is short).
+    ActiveSpeaker {
+        participant_id: String,
+    },
     /// Connection quality of a participant (also of yourself), and for yourself the estimate.
     ConnectionQuality {
         participant_id: String,

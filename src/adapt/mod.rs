@@ -5,3 +5,4 @@ pub mod allocator;
 pub mod layer;
 pub mod meter;
 pub mod quality;
+pub mod speaker;

@@ -56,6 +56,17 @@ impl Room {
             }
         }
 
+        let speaker = self.speakers.update(now);
+        if speaker != self.active_speaker {
+            self.active_speaker = speaker;
+            if let Some(id) = speaker {
+                for p in &self.participants {
+                    p.send(ServerMessage::ActiveSpeaker {
+                        participant_id: id.to_string(),
+                    });
+                }
+            }
+        }
         let mut keyframes: Vec<(TrackId, u8)> = Vec::new();
         for j in 0..self.participants.len() {
             let s = &mut self.participants[j];
@@ -74,7 +85,11 @@ impl Room {
                     let ladder = ladders.iter().find(|(t, _)| *t == x.track)?.1.clone();
                     Some(VideoInput {
                         key: x.track.clone(),
-                        priority: Priority::Normal,
+                        priority: if Some(x.track.publisher) == speaker {
+                            Priority::ActiveSpeaker
+                        } else {
+                            Priority::Normal
+                        },
                         ladder,
                         max_spatial: if s.data_saver { 0 } else { 2 },
                     })

@@ -88,6 +88,9 @@ impl Room {
         if keyframe {
             layer.keyframes.on_keyframe();
         }
+        if let (MediaKind::Audio, Some(level)) = (kind, packet.header.ext_vals.audio_level) {
+            self.speakers.on_level(&from, now, level);
+        }
         if let Some(t) = vp8.and_then(|v| v.temporal) {
             layer.max_temporal = layer.max_temporal.max(t);
         }

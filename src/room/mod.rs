@@ -91,6 +91,8 @@ pub struct Room {
     next_quality: Instant,
     /// This room's share of the paused-subscriptions gauge.
     paused_subscriptions: usize,
+    speakers: crate::adapt::speaker::SpeakerDetector<ParticipantId>,
+    active_speaker: Option<ParticipantId>,
 }
 
 /// Starts a room task.
@@ -107,6 +109,8 @@ pub fn spawn(id: RoomId, plane: Arc<MediaPlane>, on_empty: CloseHook) -> RoomHan
         next_adapt: Instant::now(),
         next_quality: Instant::now(),
         paused_subscriptions: 0,
+        speakers: Default::default(),
+        active_speaker: None,
     };
     room.plane.metrics.rooms.inc();
     tokio::spawn(
@@ -537,6 +541,7 @@ impl Room {
         }
         p.rtc.disconnect();
         self.forget(&p);
+        self.speakers.remove(&p.id);
         self.unpublish_all(p.id);
         let id = p.id.to_string();
         for other in &self.participants {
