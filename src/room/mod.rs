@@ -25,6 +25,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::forward::codec::VideoCodec;
 use crate::ids::{ParticipantId, RoomId};
 use crate::metrics::Metrics;
 use crate::udp::{Datagram, DemuxCommand, Route, DATAGRAM_QUEUE};
@@ -242,28 +243,7 @@ impl Room {
             return Err(JoinError::RoomFull(self.plane.max_participants));
         }
         let now = Instant::now();
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .clear_codecs()
-            // In-band FEC is in str0m's Opus defaults; RED where the browser offers it.
-            .enable_opus(true, true)
-            .enable_vp8(true)
-            .enable_h264(true)
-            .enable_bwe(Some(Bitrate::bps(self.plane.initial_estimate_bps)))
-            .set_stats_interval(Some(Duration::from_secs(1)))
-            .build(now);
-        let candidate = Candidate::host(self.plane.candidate_addr, "udp")
-            .expect("invariant: the candidate address is a bound UDP socket address");
-        rtc.add_local_candidate(candidate);
-        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
-        let route = Route {
-            participant: id,
-            inbox: self.datagram_tx.clone(),
-        };
-        let _ = self.plane.demux.send(DemuxCommand::Register {
-            ufrag: ufrag.clone(),
-            route,
-        });
+        let (rtc, ufrag) = self.new_rtc(id, VideoCodec::Vp8, now);
         let participant = Participant {
             id,
             name: request.name,
@@ -306,6 +286,42 @@ impl Room {
         self.participants.push(participant);
         self.plane.metrics.participants.inc();
         Ok(())
+    }
+
+    /// A participant's `Rtc`, registered for its ICE ufrag. str0m answers with its own codec
+    /// order, so the client's preferred video codec goes first.
+    pub(super) fn new_rtc(
+        &self,
+        id: ParticipantId,
+        first: VideoCodec,
+        now: Instant,
+    ) -> (Rtc, String) {
+        let builder = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            // In-band FEC is in str0m's Opus defaults; RED where the browser offers it.
+            .enable_opus(true, true);
+        let builder = match first {
+            VideoCodec::H264 => builder.enable_h264(true).enable_vp8(true),
+            _ => builder.enable_vp8(true).enable_h264(true),
+        };
+        let mut rtc = builder
+            .enable_bwe(Some(Bitrate::bps(self.plane.initial_estimate_bps)))
+            .set_stats_interval(Some(Duration::from_secs(1)))
+            .build(now);
+        let candidate = Candidate::host(self.plane.candidate_addr, "udp")
+            .expect("invariant: the candidate address is a bound UDP socket address");
+        rtc.add_local_candidate(candidate);
+        let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
+        let route = Route {
+            participant: id,
+            inbox: self.datagram_tx.clone(),
+        };
+        let _ = self.plane.demux.send(DemuxCommand::Register {
+            ufrag: ufrag.clone(),
+            route,
+        });
+        (rtc, ufrag)
     }
 
     fn handle_signal(

@@ -8,7 +8,9 @@ use tracing::{info, warn};
 
 use super::participant::{track_kind, Publication, Subscription, SubscriptionState};
 use super::Room;
+use crate::forward::codec::VideoCodec;
 use crate::ids::{ParticipantId, TrackId};
+use crate::udp::DemuxCommand;
 
 type SignalError = (ErrorCode, String);
 
@@ -23,6 +25,18 @@ impl Room {
         }
         let offer = SdpOffer::from_sdp_string(sdp)
             .map_err(|e| (ErrorCode::BadSdp, format!("cannot parse offer: {e}")))?;
+        // Nothing has used this participant's `Rtc` yet (our candidate goes out in the answer),
+        // so it can be rebuilt with the client's preferred video codec first.
+        if preferred_video_codec(sdp) == Some(VideoCodec::H264) {
+            let (id, now) = (p.id, std::time::Instant::now());
+            let (rtc, ufrag) = self.new_rtc(id, VideoCodec::H264, now);
+            let p = &mut self.participants[i];
+            let _ = self.plane.demux.send(DemuxCommand::Unregister {
+                ufrag: std::mem::replace(&mut p.ufrag, ufrag),
+            });
+            p.rtc = rtc;
+        }
+        let p = &mut self.participants[i];
         let mids: Vec<(Mid, bool)> = offer
             .media_lines
             .iter()
@@ -228,6 +242,65 @@ impl Room {
                 kind: track_kind(kind),
                 mid: mid.to_string(),
             });
+        }
+    }
+}
+
+/// The codec of the first payload type on the offer's first video m-line: the client's choice.
+pub fn preferred_video_codec(sdp: &str) -> Option<VideoCodec> {
+    let mut lines = sdp.lines();
+    let m = lines.by_ref().find(|l| l.starts_with("m=video "))?;
+    let pt = m.split_whitespace().nth(3)?;
+    let prefix = format!("a=rtpmap:{pt} ");
+    let codec = lines
+        .take_while(|l| !l.starts_with("m="))
+        .find_map(|l| l.strip_prefix(prefix.as_str()))?
+        .split('/')
+        .next()?
+        .to_ascii_uppercase();
+    Some(match codec.as_str() {
+        "H264" => VideoCodec::H264,
+        "VP8" => VideoCodec::Vp8,
+        _ => VideoCodec::Other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preferred_video_codec_is_the_first_on_the_video_line() {
+        let sdp = |m: &str, maps: &str| {
+            format!("v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n{m}\r\n{maps}")
+        };
+        let cases = [
+            (
+                sdp(
+                    "m=video 9 UDP/TLS/RTP/SAVPF 102 96",
+                    "a=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n",
+                ),
+                Some(VideoCodec::H264),
+            ),
+            (
+                sdp(
+                    "m=video 9 UDP/TLS/RTP/SAVPF 96 102",
+                    "a=rtpmap:96 VP8/90000\r\na=rtpmap:102 H264/90000\r\n",
+                ),
+                Some(VideoCodec::Vp8),
+            ),
+            (
+                sdp(
+                    "m=video 9 UDP/TLS/RTP/SAVPF 98",
+                    "a=rtpmap:98 VP9/90000\r\n",
+                ),
+                Some(VideoCodec::Other),
+            ),
+            (sdp("m=video 9 UDP/TLS/RTP/SAVPF 98", ""), None),
+            ("v=0\r\n".to_string(), None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(preferred_video_codec(&text), want, "{text}");
         }
     }
 }

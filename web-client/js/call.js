@@ -57,7 +57,7 @@ export class Call {
    * `streamOrPromise` may be a promise (media still being acquired); server offers queue behind it.
    * Camera video is simulcast with `videoLayers` (the `video_layers` of `joined`) when given.
    */
-  publish(streamOrPromise, { videoLayers = null } = {}) {
+  publish(streamOrPromise, { videoLayers = null, videoCodec = null } = {}) {
     return this.enqueue(async () => {
       const stream = await streamOrPromise;
       if (this.closed) return;
@@ -67,6 +67,7 @@ export class Call {
       const streams = stream && (audio || video) ? [stream] : [];
       this.transceivers.audio = pc.addTransceiver(audio ?? 'audio', { direction: 'sendonly', streams });
       this.transceivers.video = this.addVideo(video, streams, video ? encodingsFromLayers(videoLayers) : null);
+      if (videoCodec) preferCodec(this.transceivers.video, videoCodec);
       this.activeRids = activeRidsOf(this.transceivers.video.sender);
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
@@ -196,4 +197,23 @@ export function withOpusDtx(sdp) {
       /(^|;)\s*usedtx=/.test(params) ? line : `${head}${params};usedtx=1`);
   }
   return out;
+}
+
+/**
+ * Puts `name` (e.g. 'h264', 'vp8') first in the video transceiver's codec list, for clinics
+ * whose hardware encodes only H264 and for tests (`?codec=h264` in the link). Unknown names
+ * change nothing.
+ */
+function preferCodec(transceiver, name) {
+  const caps = globalThis.RTCRtpSender?.getCapabilities?.('video');
+  if (!caps || typeof transceiver.setCodecPreferences !== 'function') return;
+  const wanted = `video/${name}`.toLowerCase();
+  const first = caps.codecs.filter((c) => c.mimeType.toLowerCase() === wanted);
+  if (!first.length) return;
+  const rest = caps.codecs.filter((c) => c.mimeType.toLowerCase() !== wanted);
+  try {
+    transceiver.setCodecPreferences([...first, ...rest]);
+  } catch (err) {
+    console.warn('codec preference refused:', err?.message);
+  }
 }

@@ -317,7 +317,8 @@ function startCall(session, videoLayers) {
     }
     return local.stream;
   });
-  call.publish(stream, { videoLayers });
+  const videoCodec = new URLSearchParams(location.search).get('codec');
+  call.publish(stream, { videoLayers, videoCodec });
 }
 
 function onPcState(state) {
