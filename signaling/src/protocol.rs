@@ -75,6 +75,9 @@ pub enum ClientMessage {
     /// The subscriber's own limits: data saver keeps every video at the lowest layer.
     SetPreference {
         data_saver: bool,
+        /// The highest layer wanted (`q`, `h` or `f`), e.g. for a small tile or a phone.
+        #[serde(default)]
+        max_layer: Option<String>,
     },
     Leave,
 }
@@ -362,6 +365,12 @@ fn validate(message: &ClientMessage) -> Result<(), String> {
                 Ok(())
             }
         }
+        ClientMessage::SetPreference {
+            max_layer: Some(layer),
+            ..
+        } if !["q", "h", "f"].contains(&layer.as_str()) => {
+            Err(format!("max_layer must be q, h or f, not {layer:?}"))
+        }
         ClientMessage::Candidate { .. }
         | ClientMessage::Mute { .. }
         | ClientMessage::SetPreference { .. }
@@ -433,7 +442,10 @@ mod tests {
             ),
             (
                 r#"{"v":1,"type":"set_preference","data_saver":true}"#,
-                ClientMessage::SetPreference { data_saver: true },
+                ClientMessage::SetPreference {
+                    data_saver: true,
+                    max_layer: None,
+                },
             ),
             (r#"{"v":1,"type":"leave"}"#, ClientMessage::Leave),
         ];
@@ -484,6 +496,10 @@ mod tests {
             ),
             (
                 r#"{"v":1,"type":"mute","kind":"smell","muted":true}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"v":1,"type":"set_preference","data_saver":false,"max_layer":"x"}"#,
                 ErrorCode::InvalidMessage,
             ),
             (&big, ErrorCode::TooLarge),

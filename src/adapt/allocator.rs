@@ -33,6 +33,8 @@ pub const RESUME_HOLD: Duration = Duration::from_secs(2);
 pub const UP_PROVEN: Duration = Duration::from_secs(30);
 /// Fraction of the estimate given to media: the rest absorbs estimate error and RTCP.
 pub const HEADROOM: f64 = 0.9;
+/// Random loss up to this much (rural 3G) is left to NACK/FEC and GCC's own loss control.
+pub const LOSS_TOLERATED: f32 = 0.05;
 
 /// What a subscriber sees first, when bandwidth is short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -60,6 +62,10 @@ pub struct Input<K> {
     pub estimate_bps: u64,
     /// Bitrate of the audio this subscriber receives, budgeted first.
     pub audio_bps: u64,
+    /// Fraction of our packets the subscriber reports lost (0..1). Above `LOSS_TOLERATED`
+    /// the budget shrinks by it: retransmissions and FEC eat that share, and more video into a
+    /// lossy link only loses more.
+    pub loss: f32,
     pub video: Vec<VideoInput<K>>,
 }
 
@@ -127,8 +133,13 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
     }
 
     pub fn update(&mut self, now: Instant, input: &Input<K>) -> Output<K> {
-        let budget =
-            ((input.estimate_bps as f64 * HEADROOM) as u64).saturating_sub(input.audio_bps);
+        let loss_factor = if input.loss > LOSS_TOLERATED {
+            1.0 - f64::from(input.loss.min(0.5))
+        } else {
+            1.0
+        };
+        let budget = ((input.estimate_bps as f64 * HEADROOM * loss_factor) as u64)
+            .saturating_sub(input.audio_bps);
         let wanted = greedy(budget, &input.video);
         self.tracks
             .retain(|k, _| input.video.iter().any(|v| &v.key == k));
@@ -392,6 +403,7 @@ mod tests {
         Input {
             estimate_bps,
             audio_bps: AUDIO,
+            loss: 0.0,
             video,
         }
     }
@@ -632,6 +644,23 @@ mod tests {
         assert_eq!(spatial(&o, 1), spatial(&o, 2), "cameras equal");
         assert_eq!(spatial(&o, 1), Some(1));
         assert!(o.allocated_bps <= 2_500_000);
+    }
+
+    #[test]
+    fn heavy_loss_shrinks_the_budget_light_loss_does_not() {
+        let cases: &[(f32, Option<u8>)] = &[
+            (0.0, Some(2)),
+            (0.03, Some(2)),
+            (0.2, Some(1)),
+            (0.45, Some(1)),
+        ];
+        for &(loss, want) in cases {
+            let mut a = Allocator::new();
+            let mut i = input(1_500_000, vec![camera(1)]);
+            i.loss = loss;
+            let o = a.update(Instant::now(), &i);
+            assert_eq!(spatial(&o, 1), want, "loss {loss}");
+        }
     }
 
     #[test]

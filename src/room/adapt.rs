@@ -91,13 +91,14 @@ impl Room {
                             Priority::Normal
                         },
                         ladder,
-                        max_spatial: if s.data_saver { 0 } else { 2 },
+                        max_spatial: if s.data_saver { 0 } else { s.max_spatial },
                     })
                 })
                 .collect();
             let input = allocator::Input {
                 estimate_bps: s.usable_estimate(now, self.plane.initial_estimate_bps),
                 audio_bps,
+                loss: s.link_stats().egress_loss.unwrap_or(0.0),
                 video,
             };
             let out = s.allocator.update(now, &input);

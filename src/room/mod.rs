@@ -265,6 +265,7 @@ impl Room {
             congestion_cap: None,
             bwe_setting: (0, 0),
             data_saver: false,
+            max_spatial: 2,
             rtt: None,
             quality: None,
             limit: Default::default(),
@@ -373,8 +374,16 @@ impl Room {
                 }
                 Ok(())
             }
-            ClientMessage::SetPreference { data_saver } => {
-                self.participants[i].data_saver = data_saver;
+            ClientMessage::SetPreference {
+                data_saver,
+                max_layer,
+            } => {
+                let p = &mut self.participants[i];
+                p.data_saver = data_saver;
+                p.max_spatial = max_layer
+                    .as_deref()
+                    .and_then(crate::adapt::layer::spatial_of_rid)
+                    .unwrap_or(2);
                 Ok(())
             }
             ClientMessage::Join { .. } | ClientMessage::Leave => {

@@ -235,6 +235,8 @@ pub struct Participant {
     /// (minimum, desired) last given to str0m's estimator.
     pub bwe_setting: (u64, u64),
     pub data_saver: bool,
+    /// The subscriber's own cap (`set_preference.max_layer`).
+    pub max_spatial: u8,
     pub rtt: Option<Duration>,
     pub quality: Option<Quality>,
     /// Whether the allocator holds this participant's video back, and since when.
