@@ -80,8 +80,11 @@ test('step down and up: the weak subscriber drops a layer within 2 s and is back
     // temporal layer takes effect at once, a lower spatial layer on its next keyframe.
     const topTag = beforeStep.at(-1).s.layers.find((l) => l.startsWith('f'));
     assert.ok(topTag, `weak receives the f layer before the step:\n${summary(series.weak)}`);
-    const topLayer = (s) => s.layers.includes(topTag);
-    const lowered = series.weak.find(({ t, s }) => t >= STEP && !topLayer(s));
+    // Layer tags are rid + temporal layer (f2, h1, ...); lower means a lower rid, or the same
+    // rid at a lower temporal layer, or paused.
+    const rank = (tag) => (tag && /^[qhf]\d?$/.test(tag) ? 'qhf'.indexOf(tag[0]) * 10 + Number(tag[1] ?? 9) : -1);
+    const weakRank = (s) => Math.max(-1, ...s.layers.filter((l) => /^[qhf]/.test(l)).map(rank));
+    const lowered = series.weak.find(({ t, s }) => t >= STEP && weakRank(s) < rank(topTag));
     assert.ok(lowered, `weak never dropped a layer:\n${summary(series.weak)}`);
     const reaction = lowered.t - STEP;
     assert.ok(reaction <= 2, `dropped a layer ${reaction.toFixed(1)} s after the step:\n${summary(series.weak)}`);

@@ -33,6 +33,9 @@ pub const RESUME_HOLD: Duration = Duration::from_secs(2);
 pub const UP_PROVEN: Duration = Duration::from_secs(30);
 /// Fraction of the estimate given to media: the rest absorbs estimate error and RTCP.
 pub const HEADROOM: f64 = 0.9;
+/// A step up must fit with this much to spare, so an estimate hovering at a layer's cost does
+/// not flip it up and down (hysteresis in bitrate, beside the one in time).
+pub const UP_MARGIN: f64 = 1.1;
 /// Random loss up to this much (rural 3G) is left to NACK/FEC and GCC's own loss control.
 pub const LOSS_TOLERATED: f32 = 0.05;
 
@@ -141,11 +144,12 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
         let budget = ((input.estimate_bps as f64 * HEADROOM * loss_factor) as u64)
             .saturating_sub(input.audio_bps);
         let wanted = greedy(budget, &input.video);
+        let wanted_up = greedy((budget as f64 / UP_MARGIN) as u64, &input.video);
         self.tracks
             .retain(|k, _| input.video.iter().any(|v| &v.key == k));
 
         let mut targets = Vec::with_capacity(input.video.len());
-        for (v, want) in input.video.iter().zip(wanted) {
+        for ((v, want), want_up) in input.video.iter().zip(wanted).zip(wanted_up) {
             // A new subscription starts where the estimate says, but with the lowest layer
             // rather than paused: poor video beats no video, and if even that does not fit the
             // normal step-down pauses it.
@@ -225,7 +229,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                         current
                     }
                 }
-            } else if rank(v, want) > rank(v, current) {
+            } else if rank(v, want_up) > rank(v, current) {
                 state.short_since = None;
                 let since = *state.room_since.get_or_insert(now);
                 // Paused video comes back at the lowest layer after a short hold, whatever
@@ -238,7 +242,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                 if now.saturating_duration_since(since) >= UP_STABLE && held {
                     match (resume, lowest) {
                         (true, Some(lowest)) => lowest,
-                        _ => want,
+                        _ => want_up,
                     }
                 } else {
                     current
@@ -644,6 +648,31 @@ mod tests {
         assert_eq!(spatial(&o, 1), spatial(&o, 2), "cameras equal");
         assert_eq!(spatial(&o, 1), Some(1));
         assert!(o.allocated_bps <= 2_500_000);
+    }
+
+    #[test]
+    fn an_estimate_hovering_at_a_layer_cost_does_not_step_up() {
+        // h costs 400 kbps + 40 kbps audio: 489 kbps of estimate at 0.9 headroom.
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        a.update(t0, &input(300_000, vec![camera(1)]));
+        let mut last = None;
+        for i in 1..100u64 {
+            let o = a.update(
+                t0 + Duration::from_millis(100 * i),
+                &input(500_000, vec![camera(1)]),
+            );
+            last = spatial(&o, 1);
+        }
+        assert_eq!(last, Some(0), "500 kbps is not enough margin for h");
+        for i in 100..200u64 {
+            let o = a.update(
+                t0 + Duration::from_millis(100 * i),
+                &input(560_000, vec![camera(1)]),
+            );
+            last = spatial(&o, 1);
+        }
+        assert_eq!(last, Some(1), "with 10 % to spare it goes up");
     }
 
     #[test]
