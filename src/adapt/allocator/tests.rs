@@ -1,0 +1,372 @@
+//! Table tests of the allocator on simulated bandwidth traces.
+
+use super::*;
+use crate::adapt::layer::Ladder;
+
+const Q: u64 = 150_000;
+const H: u64 = 400_000;
+const F: u64 = 1_200_000;
+const AUDIO: u64 = 40_000;
+
+fn ladder() -> Ladder {
+    Ladder::from_spatial_rates([Some(Q), Some(H), Some(F)], 1)
+}
+
+fn camera(key: u32) -> VideoInput<u32> {
+    VideoInput {
+        key,
+        priority: Priority::Normal,
+        ladder: ladder(),
+        max_spatial: 2,
+    }
+}
+
+fn input(estimate_bps: u64, video: Vec<VideoInput<u32>>) -> Input<u32> {
+    Input {
+        estimate_bps,
+        audio_bps: AUDIO,
+        loss: 0.0,
+        video,
+    }
+}
+
+fn spatial(out: &Output<u32>, key: u32) -> Option<u8> {
+    match out.targets.iter().find(|(k, _)| *k == key).unwrap().1 {
+        Target::Layer(l) => Some(l.spatial),
+        _ => None,
+    }
+}
+
+/// Runs a bandwidth trace (estimate per 100 ms tick) and returns the spatial layer chosen
+/// at each tick for track 1.
+fn run_trace(trace: &[(u64, usize)]) -> Vec<Option<u8>> {
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    let mut out = Vec::new();
+    let mut tick = 0u64;
+    for &(estimate, ticks) in trace {
+        for _ in 0..ticks {
+            let now = t0 + Duration::from_millis(100 * tick);
+            let o = a.update(now, &input(estimate, vec![camera(1)]));
+            out.push(spatial(&o, 1));
+            tick += 1;
+        }
+    }
+    out
+}
+
+fn first_tick_at(layers: &[Option<u8>], from: usize, want: Option<u8>) -> Option<usize> {
+    layers[from..]
+        .iter()
+        .position(|l| *l == want)
+        .map(|p| p + from)
+}
+
+fn changes(layers: &[Option<u8>]) -> usize {
+    layers.windows(2).filter(|w| w[0] != w[1]).count()
+}
+
+#[test]
+fn budget_fills_to_the_top_when_there_is_room() {
+    let cases: &[(u64, Option<u8>)] = &[
+        (3_000_000, Some(2)),
+        (1_000_000, Some(1)),
+        (300_000, Some(0)),
+        (150_000, None),
+        (40_000, None),
+    ];
+    for &(estimate, want) in cases {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let mut o = a.update(t0, &input(estimate, vec![camera(1)]));
+        for i in 1..=30 {
+            o = a.update(
+                t0 + Duration::from_millis(100 * i),
+                &input(estimate, vec![camera(1)]),
+            );
+        }
+        assert_eq!(spatial(&o, 1), want, "estimate {estimate}");
+    }
+}
+
+#[test]
+fn steps_down_within_a_second_and_back_up_after_a_stable_window() {
+    // 2 Mbps for 5 s, 250 kbps for 10 s, 2 Mbps for 20 s; ticks of 100 ms.
+    let layers = run_trace(&[(2_000_000, 50), (250_000, 100), (2_000_000, 200)]);
+    assert_eq!(layers[49], Some(2));
+    let down = first_tick_at(&layers, 50, Some(0)).unwrap();
+    assert!(
+        down - 50 <= 10,
+        "stepped down {} ms after the drop",
+        (down - 50) * 100
+    );
+    let up = first_tick_at(&layers, 150, Some(2)).unwrap();
+    assert!(
+        up - 150 <= 150,
+        "back on top {} ms after recovery",
+        (up - 150) * 100
+    );
+    assert!(up - 150 >= 20, "not before the stable window");
+    assert_eq!(changes(&layers), 2, "{layers:?}");
+}
+
+#[test]
+fn a_collapse_goes_to_the_lowest_layer_first_and_pauses_only_if_it_lasts() {
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    a.update(t0, &input(3_000_000, vec![camera(1)]));
+    let at = |ms| t0 + Duration::from_millis(ms);
+    assert_eq!(
+        spatial(&a.update(at(1000), &input(100_000, vec![camera(1)])), 1),
+        Some(2)
+    );
+    assert_eq!(
+        spatial(&a.update(at(1300), &input(100_000, vec![camera(1)])), 1),
+        Some(0)
+    );
+    assert_eq!(
+        spatial(&a.update(at(2900), &input(100_000, vec![camera(1)])), 1),
+        Some(0)
+    );
+    let o = a.update(at(3000), &input(100_000, vec![camera(1)]));
+    assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
+    // A short collapse never pauses.
+    let mut a = Allocator::new();
+    a.update(t0, &input(3_000_000, vec![camera(1)]));
+    a.update(at(1000), &input(100_000, vec![camera(1)]));
+    a.update(at(1500), &input(100_000, vec![camera(1)]));
+    let o = a.update(at(2000), &input(500_000, vec![camera(1)]));
+    assert_eq!(spatial(&o, 1), Some(0));
+}
+
+#[test]
+fn a_drop_sheds_a_temporal_layer_at_once_and_the_spatial_layer_after_the_delay() {
+    let mut v = camera(1);
+    v.ladder = Ladder::from_spatial_rates([Some(Q), Some(H), Some(F)], 3);
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    let o = a.update(t0, &input(3_000_000, vec![v.clone()]));
+    assert_eq!(o.targets[0].1, Target::Layer(Layer::new(2, 2)));
+    let o = a.update(
+        t0 + Duration::from_millis(100),
+        &input(300_000, vec![v.clone()]),
+    );
+    assert_eq!(o.targets[0].1, Target::Layer(Layer::new(2, 1)), "at once");
+    let o = a.update(
+        t0 + Duration::from_millis(100) + DOWN_DELAY,
+        &input(300_000, vec![v.clone()]),
+    );
+    match o.targets[0].1 {
+        Target::Layer(l) => assert_eq!(l.spatial, 0, "{l:?}"),
+        t => panic!("{t:?}"),
+    }
+}
+
+#[test]
+fn an_oscillating_estimate_does_not_make_the_layer_oscillate() {
+    // 1.6 Mbps and 500 kbps alternating every second for 30 s.
+    let trace: Vec<(u64, usize)> = (0..30)
+        .map(|i| (if i % 2 == 0 { 1_600_000 } else { 500_000 }, 10))
+        .collect();
+    let layers = run_trace(&trace);
+    assert!(
+        changes(&layers) <= 2,
+        "{} changes: {layers:?}",
+        changes(&layers)
+    );
+    assert_eq!(*layers.last().unwrap(), Some(1));
+}
+
+#[test]
+fn step_ups_that_keep_failing_are_tried_less_and_less_often() {
+    // A rural link whose estimate overshoots: whenever h is tried, the estimate collapses
+    // 1 s later and recovers 2 s after that.
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    let mut layers = Vec::new();
+    let mut collapse_at: Option<u64> = None;
+    for tick in 0..1200u64 {
+        let now = t0 + Duration::from_millis(100 * tick);
+        let estimate = match collapse_at {
+            Some(c) if tick >= c && tick < c + 20 => 150_000,
+            _ => 700_000,
+        };
+        let o = a.update(now, &input(estimate, vec![camera(1)]));
+        let s = spatial(&o, 1);
+        if s == Some(1) && layers.last() != Some(&Some(1)) {
+            collapse_at = Some(tick + 10);
+        }
+        layers.push(s);
+    }
+    let ups = layers
+        .windows(2)
+        .filter(|w| w[1] == Some(1) && w[0] != Some(1))
+        .count();
+    // Without backoff: one try every ~7 s, 16 in 2 minutes. With it: the hold doubles up
+    // to MAX_UP_HOLD (bounded so a recovered link is used within ~15 s).
+    let bound = 3 + 120 / MAX_UP_HOLD.as_secs() as usize;
+    assert!(ups <= bound, "{ups} tries, at most {bound}");
+}
+
+#[test]
+fn short_estimate_blips_from_loss_bursts_are_ignored() {
+    // 200 ms dips every 3 s.
+    let mut trace = Vec::new();
+    for _ in 0..10 {
+        trace.push((2_000_000, 28));
+        trace.push((300_000, 2));
+    }
+    let layers = run_trace(&trace);
+    assert!(layers.iter().all(|l| *l == Some(2)), "{layers:?}");
+}
+
+#[test]
+fn pauses_when_nothing_fits_keeps_probing_and_comes_back() {
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    // A new subscription starts on the lowest layer rather than paused...
+    let o = a.update(t0, &input(120_000, vec![camera(1)]));
+    assert_eq!(spatial(&o, 1), Some(0));
+    // ...and pauses once it is clear that even that does not fit.
+    let o = a.update(t0 + DOWN_DELAY, &input(120_000, vec![camera(1)]));
+    assert_eq!(spatial(&o, 1), Some(0), "not after a moment");
+    let o = a.update(t0 + PAUSE_DELAY, &input(120_000, vec![camera(1)]));
+    assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
+    let t0 = t0 + PAUSE_DELAY;
+    assert!(
+        o.probe_bps >= Q + AUDIO,
+        "probes for the lowest layer: {}",
+        o.probe_bps
+    );
+    assert!(o.probe_bps < H, "but not for more: {}", o.probe_bps);
+    let mut back = None;
+    for i in 1..60u64 {
+        let o = a.update(
+            t0 + Duration::from_millis(100 * i),
+            &input(400_000, vec![camera(1)]),
+        );
+        if spatial(&o, 1) == Some(0) {
+            back = Some(i);
+            break;
+        }
+    }
+    let back = back.expect("video resumes when the link allows");
+    // The pause was a step down: the hold after it applies, then the stable window.
+    assert!(back <= 45, "{back}");
+}
+
+#[test]
+fn share_is_served_before_cameras_and_cameras_share_fairly() {
+    let mut share = camera(9);
+    share.priority = Priority::Share;
+    let video = vec![camera(1), camera(2), share];
+    let mut a = Allocator::new();
+    let o = a.update(Instant::now(), &input(2_500_000, video));
+    assert_eq!(spatial(&o, 9), Some(2), "share on top");
+    assert_eq!(spatial(&o, 1), spatial(&o, 2), "cameras equal");
+    assert_eq!(spatial(&o, 1), Some(1));
+    assert!(o.allocated_bps <= 2_500_000);
+}
+
+#[test]
+fn an_estimate_hovering_at_a_layer_cost_does_not_step_up() {
+    // h costs 400 kbps + 40 kbps audio: 489 kbps of estimate at 0.9 headroom.
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    a.update(t0, &input(300_000, vec![camera(1)]));
+    let mut last = None;
+    for i in 1..100u64 {
+        let o = a.update(
+            t0 + Duration::from_millis(100 * i),
+            &input(500_000, vec![camera(1)]),
+        );
+        last = spatial(&o, 1);
+    }
+    assert_eq!(last, Some(0), "500 kbps is not enough margin for h");
+    for i in 100..200u64 {
+        let o = a.update(
+            t0 + Duration::from_millis(100 * i),
+            &input(560_000, vec![camera(1)]),
+        );
+        last = spatial(&o, 1);
+    }
+    assert_eq!(last, Some(1), "with 10 % to spare it goes up");
+}
+
+#[test]
+fn heavy_loss_shrinks_the_budget_light_loss_does_not() {
+    let cases: &[(f32, Option<u8>)] = &[
+        (0.0, Some(2)),
+        (0.03, Some(2)),
+        (0.2, Some(1)),
+        (0.45, Some(1)),
+    ];
+    for &(loss, want) in cases {
+        let mut a = Allocator::new();
+        let mut i = input(1_500_000, vec![camera(1)]);
+        i.loss = loss;
+        let o = a.update(Instant::now(), &i);
+        assert_eq!(spatial(&o, 1), want, "loss {loss}");
+    }
+}
+
+#[test]
+fn data_saver_caps_the_layer_and_the_probe() {
+    let mut v = camera(1);
+    v.max_spatial = 0;
+    let mut a = Allocator::new();
+    let o = a.update(Instant::now(), &input(5_000_000, vec![v]));
+    assert_eq!(spatial(&o, 1), Some(0));
+    assert_eq!(o.probe_bps, ((Q + AUDIO) as f64 / HEADROOM) as u64);
+}
+
+#[test]
+fn a_layer_the_publisher_stopped_is_left_at_once() {
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    let o = a.update(t0, &input(3_000_000, vec![camera(1)]));
+    assert_eq!(spatial(&o, 1), Some(2));
+    let mut v = camera(1);
+    v.ladder = Ladder::from_spatial_rates([Some(Q), Some(H), None], 1);
+    let o = a.update(t0 + Duration::from_millis(100), &input(3_000_000, vec![v]));
+    assert_eq!(spatial(&o, 1), Some(1));
+    let gone = VideoInput {
+        ladder: Ladder::from_spatial_rates([None, None, None], 1),
+        ..camera(1)
+    };
+    let o = a.update(
+        t0 + Duration::from_millis(200),
+        &input(3_000_000, vec![gone]),
+    );
+    assert_eq!(o.targets[0].1, Target::Unavailable);
+}
+
+#[test]
+fn video_starts_at_once_when_the_publisher_begins_sending() {
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    let nothing = VideoInput {
+        ladder: Ladder::from_spatial_rates([None, None, None], 1),
+        ..camera(1)
+    };
+    let o = a.update(t0, &input(3_000_000, vec![nothing]));
+    assert_eq!(o.targets[0].1, Target::Unavailable);
+    let o = a.update(
+        t0 + Duration::from_millis(100),
+        &input(3_000_000, vec![camera(1)]),
+    );
+    assert_eq!(spatial(&o, 1), Some(2));
+}
+
+#[test]
+fn temporal_layers_are_steps_between_spatial_layers() {
+    let mut v = camera(1);
+    v.ladder = Ladder::from_spatial_rates([Some(Q), Some(H), Some(F)], 3);
+    let mut a = Allocator::new();
+    // Enough for h at a reduced frame rate, not for the full h.
+    let o = a.update(Instant::now(), &input(420_000, vec![v]));
+    match o.targets[0].1 {
+        Target::Layer(l) => assert_eq!((l.spatial, l.temporal < 2), (1, true), "{l:?}"),
+        t => panic!("{t:?}"),
+    }
+}
