@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { BASE_FLAGS, FAKE_MEDIA_FLAGS } from '../../web-client/tests/lib/harness.mjs';
+
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const require = createRequire(join(REPO, 'web-client/package.json'));
 const { chromium } = require('playwright-core');
@@ -20,19 +22,8 @@ export const PROFILES = join(REPO, 'load-tests/profiles');
 export const ADDR_SFU = '198.51.100.1';
 export const ADDR_WEAK = '198.51.100.2';
 
-const FLAGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--allow-loopback-in-peer-connection',
-  '--autoplay-policy=no-user-gesture-required',
-  '--use-fake-ui-for-media-stream',
-  '--use-fake-device-for-media-stream',
-];
+// The Chromium flags measured to work here, shared with the web client's own browser tests.
+const FLAGS = [...BASE_FLAGS, ...FAKE_MEDIA_FLAGS];
 
 function ip(...args) {
   execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] });
