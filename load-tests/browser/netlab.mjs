@@ -91,6 +91,10 @@ export async function startLab(profile, { tag = `cl${process.pid % 10000}`, dura
   lab.close = async () => {
     for (const b of lab.browsers.splice(0)) await b.close().catch(() => {});
     for (const fn of cleanup.reverse()) await fn();
+    // LAB_SFU_LOG=dir keeps each lab's SFU log, for looking at decisions after a passing run.
+    if (process.env.LAB_SFU_LOG && lab.sfuLog) {
+      writeFileSync(join(process.env.LAB_SFU_LOG, `sfu-${profile}-${Date.now()}.log`), lab.sfuLog.text());
+    }
   };
   try {
     ip('netns', 'add', nsSfu);
@@ -114,7 +118,7 @@ export async function startLab(profile, { tag = `cl${process.pid % 10000}`, dura
 
     const sfu = spawn('ip', ['netns', 'exec', nsSfu, SERVER_BIN, '--http-addr', `${ADDR_SFU}:0`,
       '--udp-addr', '0.0.0.0:0', '--public-ip', ADDR_SFU, '--web-root', join(REPO, 'web-client')],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'info' } });
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONSULT_LOG: process.env.CONSULT_LOG || 'info,consult_sfu::room::adapt=debug' } });
     cleanup.push(() => stopProc(sfu));
     lab.sfuPid = sfu.pid;
     lab.sfuLog = watch(sfu);

@@ -42,7 +42,7 @@ test('rural-3g subscriber gets the low layer and steady audio; the good one keep
     const weakHeights = settled(series.weak).map(({ s }) => s.video?.frameHeight ?? 0);
     const last = series.weak.at(-1).s;
     assert.ok(last.video && last.video.framesDecoded > 100, `weak decodes video:\n${summary(series.weak)}`);
-    assert.ok(weakHeights.slice(-20).every((h) => h > 0 && h <= LOW_HEIGHT), `weak on the low layer:\n${summary(series.weak)}`);
+    assert.ok(weakHeights.slice(-20).every((h) => h > 0 && h <= LOW_HEIGHT), `weak on the low layer (last 20 samples: ${weakHeights.slice(-20).join(' ')}):\n${summary(series.weak)}`);
     const conceal = concealment(settled(series.weak)[0].s, last);
     assert.ok(conceal < 0.05, `weak audio concealment ${(conceal * 100).toFixed(1)} %`);
     const freeze = longestFreeze(series.weak, 5);
@@ -53,7 +53,7 @@ test('rural-3g subscriber gets the low layer and steady audio; the good one keep
     assert.ok(below <= 2, `good subscriber left the top layer in ${below} samples:\n${summary(series.good)}`);
     console.log(`rural-3g: weak ${weakHeights.at(-1)}p, concealment ${(conceal * 100).toFixed(2)} %, longest freeze ${freeze.toFixed(2)} s; good ${goodHeights.at(-1)}p`);
   } catch (e) {
-    console.log(lab.sfuLog?.text().split('\n').slice(-40).join('\n'));
+    console.log(lab.sfuLog?.text().split('\n').filter((l) => /subscription target|WARN|ERROR/.test(l)).slice(-40).join('\n'));
     throw e;
   } finally {
     await lab.close();
@@ -100,7 +100,7 @@ test('step down and up: the weak subscriber drops a layer within 2 s and is back
     assert.ok(goodLow <= 2, `good subscriber dropped in ${goodLow} samples:\n${summary(series.good)}`);
     console.log(`step: layer dropped after ${reaction.toFixed(1)} s, lower resolution decoded after ${decoded.toFixed(1)} s, back on 720p after ${recovery.toFixed(1)} s`);
   } catch (e) {
-    console.log(lab.sfuLog?.text().split('\n').slice(-40).join('\n'));
+    console.log(lab.sfuLog?.text().split('\n').filter((l) => /subscription target|WARN|ERROR/.test(l)).slice(-40).join('\n'));
     throw e;
   } finally {
     await lab.close();

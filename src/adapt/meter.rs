@@ -36,6 +36,18 @@ impl RateMeter {
     }
 
     pub fn add(&mut self, now: Instant, bytes: usize) {
+        // After a silence longer than the window (dynacast stopped the layer, or the encoder
+        // dropped it), start over: a window spanning the gap under-reports the layer while its
+        // encoder ramps back up, and a layer that looks cheap gets picked and then fails.
+        let resumed = self
+            .last_packet
+            .is_some_and(|t| now.saturating_duration_since(t) > BUCKET * BUCKETS as u32);
+        if resumed {
+            self.bytes = [0; BUCKETS];
+            self.head = None;
+            self.index = 0;
+            self.started = None;
+        }
         self.advance(now);
         self.bytes[self.index] += bytes as u64;
         self.started.get_or_insert(now);
@@ -77,6 +89,39 @@ impl RateMeter {
     }
 }
 
+/// What a layer costs, for allocation: the peak of recent measurements, decaying towards
+/// the current one with `COST_HALF_LIFE`. An encoder's rate swings with the scene and ramps
+/// after a restart; the dips must not make a layer look cheap enough to step up to (it then
+/// fails, and the subscriber oscillates), while a lasting drop is believed within seconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LayerCost {
+    held: Option<(u64, Instant)>,
+}
+
+pub const COST_HALF_LIFE: Duration = Duration::from_secs(6);
+
+impl LayerCost {
+    pub fn observe(&mut self, now: Instant, measured_bps: u64) -> u64 {
+        let cost = match self.held {
+            Some((held, at)) if held > measured_bps => {
+                let age = now.saturating_duration_since(at).as_secs_f64();
+                let keep = 0.5f64.powf(age / COST_HALF_LIFE.as_secs_f64());
+                // Decays from the time of the last observation, so the rate of decay does
+                // not depend on how often the allocator looks.
+                measured_bps + ((held - measured_bps) as f64 * keep) as u64
+            }
+            _ => measured_bps,
+        };
+        self.held = Some((cost, now));
+        cost
+    }
+
+    /// The last cost, while the layer is not measured (stopped by dynacast).
+    pub fn last(&self) -> Option<u64> {
+        self.held.map(|(c, _)| c)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +149,46 @@ mod tests {
         let later = t0 + Duration::from_secs(5);
         assert_eq!(m.bps(later), Some(0));
         assert!(!m.active(later, Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_layer_resumed_after_a_gap_is_measured_afresh() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::new();
+        for i in 0..200u64 {
+            m.add(t0 + Duration::from_millis(i * 10), 1000); // 800 kbps for 2 s
+        }
+        // Stopped for 10 s, then back: the old window must not dilute the new rate.
+        let back = t0 + Duration::from_secs(12);
+        m.add(back, 1000);
+        assert_eq!(m.bps(back), None);
+        for i in 1..150u64 {
+            m.add(back + Duration::from_millis(i * 10), 1000);
+        }
+        let bps = m.bps(back + Duration::from_millis(1495)).unwrap();
+        assert!((700_000..=900_000).contains(&bps), "{bps}");
+    }
+
+    #[test]
+    fn cost_holds_peaks_and_follows_lasting_drops() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut c = LayerCost::default();
+        assert_eq!(c.last(), None);
+        let table: &[(u64, u64, std::ops::RangeInclusive<u64>)] = &[
+            (0, 400_000, 400_000..=400_000),
+            // A dip (encoder ramp, still scene) barely moves the cost.
+            (200, 100_000, 390_000..=400_000),
+            (400, 100_000, 380_000..=395_000),
+            // A rise is believed at once.
+            (600, 500_000, 500_000..=500_000),
+            // A lasting drop: after one half-life, half the gap is gone.
+            (6_600, 100_000, 295_000..=305_000),
+            (30_600, 100_000, 100_000..=115_000),
+        ];
+        for (ms, measured, expected) in table {
+            let cost = c.observe(at(*ms), *measured);
+            assert!(expected.contains(&cost), "at {ms} ms: {cost}");
+        }
     }
 }

@@ -146,6 +146,16 @@ impl Room {
                     keyframes.push((track.clone(), spatial));
                 }
                 if sub.reported != Some(*target) {
+                    tracing::debug!(
+                        participant = %s.id,
+                        %track,
+                        ?target,
+                        estimate_bps = input.estimate_bps,
+                        audio_bps = input.audio_bps,
+                        loss = input.loss,
+                        ladder = ?input.video.iter().find(|v| &v.key == track).map(|v| &v.ladder),
+                        "subscription target"
+                    );
                     sub.reported = Some(*target);
                     let (layer, temporal, paused) = match target {
                         Target::Layer(l) => (Some(l.rid().to_string()), Some(l.temporal), None),

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::adapt::allocator::{Allocator, Target};
 use crate::adapt::layer::Ladder;
-use crate::adapt::meter::RateMeter;
+use crate::adapt::meter::{LayerCost, RateMeter};
 use crate::adapt::quality::{Limit, LinkStats};
 use crate::forward::codec::VideoCodec;
 use crate::forward::keyframe::KeyframeThrottle;
@@ -34,8 +34,8 @@ pub struct InLayer {
     pub keyframes: KeyframeThrottle,
     /// Highest temporal layer id seen (0 when the codec carries none).
     pub max_temporal: u8,
-    /// Last measured rate, kept while dynacast has the layer stopped.
-    pub last_bps: Option<u64>,
+    /// What the layer costs (recent peak), kept while dynacast has the layer stopped.
+    pub cost: LayerCost,
     /// Dynacast: whether the publisher was asked to send it, and when it was asked again.
     pub requested: bool,
     pub requested_at: Option<Instant>,
@@ -85,17 +85,18 @@ impl Publication {
             }
             let measured = l.meter.bps(now).filter(|b| *b > 0);
             if l.meter.active(now, LAYER_TIMEOUT) {
-                if let Some(b) = measured {
-                    l.last_bps = Some(b);
-                }
-                rates[s] = l.last_bps.or(nominal_bps.get(s).copied());
+                let cost = match measured {
+                    Some(b) => Some(l.cost.observe(now, b)),
+                    None => l.cost.last(),
+                };
+                rates[s] = cost.or(nominal_bps.get(s).copied());
                 temporal = temporal.max(l.max_temporal + 1);
             } else if l.ssrc.is_some() {
                 let restarting = l
                     .requested_at
                     .is_some_and(|t| now.saturating_duration_since(t) < LAYER_RESTART);
                 if !l.requested || restarting {
-                    rates[s] = l.last_bps.or(nominal_bps.get(s).copied());
+                    rates[s] = l.cost.last().or(nominal_bps.get(s).copied());
                 }
             }
         }

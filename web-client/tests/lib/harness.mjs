@@ -51,7 +51,7 @@ export async function startServer() {
     throw new Error(`server binary not found at ${SERVER_BIN}: build it (cargo build --release) or set CONSULT_SFU_BIN`);
   }
   const args = ['--http-addr', '127.0.0.1:0', '--udp-addr', '127.0.0.1:0', '--web-root', WEB_ROOT];
-  const proc = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { RUST_LOG: 'info', ...process.env } });
+  const proc = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
   const log = tail(200);
   proc.stdout.setEncoding('utf8');
   proc.stderr.setEncoding('utf8');
