@@ -39,6 +39,9 @@ load-tests/smoke.sh
 log "browser tests"
 (cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
+log "Chromium bot fleet smoke (3 bots in one consult: media flowed, no timing judged)"
+node load-tests/browser/fleet.mjs --bots 3 --rooms 1 --tabs 3 --ramp 2 --duration 8 --smoke
+
 log "weak-link browser tests (network namespaces + linkem)"
 # These measure reaction times over an emulated link on a shared 2-core machine; one rerun of
 # the suite is allowed and reported, a second failure fails the run.

