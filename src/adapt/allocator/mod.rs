@@ -18,11 +18,8 @@ pub const DOWN_DELAY: Duration = Duration::from_millis(300);
 /// Pausing video is the last resort (users see black): only after the lowest layer has not
 /// fitted for this long. Until then the lowest layer is kept.
 pub const PAUSE_DELAY: Duration = Duration::from_secs(2);
-/// The estimate must cover a higher allocation this long before stepping up. Longer than
-/// str0m's 3 s averaging of the estimates it emits: meanwhile the BWE pads up to the next step
-/// (`probe_bps`), so a link that cannot carry it has shown that in the estimate before the step.
-/// With 2 s, a rural-3g subscriber stepped up on a probe the link had not yet refused.
-pub const UP_STABLE: Duration = Duration::from_millis(3500);
+/// The estimate must cover a higher allocation this long before stepping up.
+pub const UP_STABLE: Duration = Duration::from_secs(2);
 /// After stepping down, wait this long before any step up (no oscillation).
 pub const UP_HOLD_AFTER_DOWN: Duration = Duration::from_secs(4);
 /// A step down this soon after a step up means the step up failed (the probe said yes, the
@@ -146,7 +143,27 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
         };
         let budget = ((input.estimate_bps as f64 * HEADROOM * loss_factor) as u64)
             .saturating_sub(input.audio_bps);
-        let wanted = greedy(budget, &input.video);
+        let mut wanted = greedy(budget, &input.video);
+        // Loss shrinks what video gets, but does not by itself pause it: the loss a subscriber
+        // reports right after a start-up overshoot would otherwise black out a rural link whose
+        // estimate still carries the lowest layer.
+        if loss_factor < 1.0 {
+            let plain =
+                ((input.estimate_bps as f64 * HEADROOM) as u64).saturating_sub(input.audio_bps);
+            for ((w, floor), v) in wanted
+                .iter_mut()
+                .zip(greedy(plain, &input.video))
+                .zip(&input.video)
+            {
+                if *w == Target::PausedForBandwidth && floor != Target::PausedForBandwidth {
+                    if let Some((lowest, _)) =
+                        v.ladder.steps().find(|(l, _)| l.spatial <= v.max_spatial)
+                    {
+                        *w = Target::Layer(lowest);
+                    }
+                }
+            }
+        }
         let wanted_up = greedy((budget as f64 / UP_MARGIN) as u64, &input.video);
         self.tracks
             .retain(|k, _| input.video.iter().any(|v| &v.key == k));

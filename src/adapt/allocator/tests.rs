@@ -370,3 +370,23 @@ fn temporal_layers_are_steps_between_spatial_layers() {
         t => panic!("{t:?}"),
     }
 }
+
+#[test]
+fn loss_alone_does_not_pause_video_the_estimate_still_carries() {
+    // 300 kbit/s estimate with 35 % reported loss (a start-up overshoot): the loss shrinks the
+    // budget below the lowest layer, the estimate alone does not.
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    let lossy = |estimate| Input {
+        loss: 0.35,
+        ..input(estimate, vec![camera(1)])
+    };
+    a.update(t0, &lossy(300_000));
+    let o = a.update(t0 + PAUSE_DELAY * 2, &lossy(300_000));
+    assert_eq!(spatial(&o, 1), Some(0), "{:?}", o.targets);
+    // Where the estimate itself is too small, it still pauses.
+    let o = a.update(t0 + PAUSE_DELAY * 3, &lossy(150_000));
+    assert_eq!(spatial(&o, 1), Some(0), "not at once");
+    let o = a.update(t0 + PAUSE_DELAY * 5, &lossy(150_000));
+    assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
+}
