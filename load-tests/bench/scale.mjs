@@ -1,25 +1,38 @@
-// Scaling benchmark: consult-sfu against rawloop (bare str0m forwarding, the "raw limit") with
-// synthetic participants (synth), for several room counts. Per run: forwarded packets per CPU
-// second of the target, CPU per subscribed stream, RSS per participant, latency p50/p99, loss.
-// Writes scale.json, scale.csv, scale.png to the output folder and prints a markdown table.
+// Scaling benchmark: consult-sfu against rawloop (bare str0m forwarding, the "raw limit") and
+// Janus VideoRoom (a real SFU, Debian's janus 1.1.2) with synthetic participants (synth), for
+// several room counts. Per run: forwarded packets per CPU second of the target, CPU per
+// subscribed stream, RSS per participant, latency p50/p99, loss. Writes scale.json, scale.csv,
+// scale.png to the output folder and prints markdown tables with the ratios ours/rawloop and
+// ours/Janus.
 //
-// Usage (after `cargo build --release -p consult-sfu -p consult-bots` and `npm ci` in web-client/):
+// Usage (after `cargo build --release -p consult-sfu -p consult-bots` and `npm ci` in web-client/;
+// root, for Janus's network namespace; janus is installed with apt-get if missing):
 //   node load-tests/bench/scale.mjs [--sizes 10,30,60] [--per-room 3] [--duration 20]
 //                                   [--pause 3] [--idle-wait 180] [--out load-tests/results]
+//                                   [--targets consult-sfu,rawloop,janus]
 //
 // Before each run it waits while `pgrep -c chromium` is non-zero, then (up to --idle-wait s) until
 // other processes use under 0.3 cores; it records the load average and busy cores before the run,
 // the cores used by other processes during it and the sha256 of the binaries, and repeats a run
 // (up to twice) that Chromium or other processes disturbed.
 //
-// CPU and RSS are sampled by this script from /proc/PID/{stat,status} every 250 ms; packet
-// counters come from the target's /metrics. Rates use synth's steady window (from 2 s after the
+// CPU and RSS are sampled by this script from /proc/PID/{stat,status} every 250 ms (for Janus
+// that covers all its threads). "Forwarded" packets and bytes are what the bots received
+// (synth's steady-state receive rate and RTP payload bytes), the same source for every target:
+// Janus has no /metrics. consult-sfu's and rawloop's /metrics out counters are kept in the rows
+// for reference (pkts_out_per_s_metrics). Rates use synth's steady window (from 2 s after the
 // last participant connected to the end of the run), located from synth's JSON (wall_s and
 // steady.seconds). Latency and loss are synth's, over the whole run.
+//
+// Janus runs with a config this script writes into a temp dir: only the VideoRoom plugin and the
+// WebSocket transport, no event handlers or loggers, debug_level 3. Janus's ICE (libnice)
+// gathers no candidates on loopback, so Janus and its synth run in a network namespace this
+// script creates (`scale-janus-PID`: lo plus a veth pair with 203.0.113.1/24, removed
+// afterwards), with ICE enforced to that interface; no traffic leaves the namespace.
 
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, writeFileSync, mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -36,11 +49,17 @@ const PAUSE = Number(args.pause ?? 3);
 const IDLE_WAIT = Number(args['idle-wait'] ?? 180); // max seconds to wait for an idle machine before a run
 const BUSY_LIMIT = 0.3; // cores used by other processes that count as "not idle"
 const OUT = args.out ?? join(REPO, 'load-tests/results');
+const JANUS_NS = `scale-janus-${process.pid}`;
+const JANUS_IP = '203.0.113.1';
+const JANUS_PORT = 8188; // inside the namespace: always free
+const JANUS_LIB = '/usr/lib/x86_64-linux-gnu/janus';
 const BIN = join(REPO, 'target/release');
-const TARGETS = [
+const ALL_TARGETS = [
   { name: 'consult-sfu', bin: join(BIN, 'consult-sfu'), args: ['--http-addr', '127.0.0.1:0', '--udp-addr', '127.0.0.1:0', '--log', 'warn'], ready: 'CONSULT_READY' },
   { name: 'rawloop', bin: join(BIN, 'rawloop'), args: ['--http-addr', '127.0.0.1:0', '--udp-addr', '127.0.0.1:0'], ready: 'RAWLOOP_READY' },
+  { name: 'janus', bin: '/usr/bin/janus', janus: true },
 ];
+const TARGETS = ALL_TARGETS.filter((t) => (args.targets ?? 'consult-sfu,rawloop,janus').split(',').includes(t.name));
 const SYNTH = join(BIN, 'synth');
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
 const NPROC = cpus().length;
@@ -117,7 +136,90 @@ async function metrics(http) {
   }
 }
 
+const run = (cmd, a) => execFileSync(cmd, a, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+
+// The namespace Janus and its bots share: lo, and a veth pair whose jv0 end carries JANUS_IP
+// (Janus skips loopback interfaces when it gathers ICE candidates).
+function janusNetns() {
+  try { run('ip', ['netns', 'del', JANUS_NS]); } catch { /* not there */ }
+  run('ip', ['netns', 'add', JANUS_NS]);
+  run('ip', ['-n', JANUS_NS, 'link', 'set', 'lo', 'up']);
+  run('ip', ['-n', JANUS_NS, 'link', 'add', 'jv0', 'type', 'veth', 'peer', 'name', 'jv1']);
+  run('ip', ['-n', JANUS_NS, 'addr', 'add', `${JANUS_IP}/24`, 'dev', 'jv0']);
+  run('ip', ['-n', JANUS_NS, 'link', 'set', 'jv0', 'up']);
+  run('ip', ['-n', JANUS_NS, 'link', 'set', 'jv1', 'up']);
+}
+
+function janusNetnsDel() {
+  try { run('ip', ['netns', 'del', JANUS_NS]); } catch { /* already gone */ }
+}
+
+// Minimal Janus config: VideoRoom and the WebSocket transport only, everything else disabled.
+function janusConfig(dir) {
+  const disable = (sub, keep) => readdirSync(join(JANUS_LIB, sub)).filter((f) => f.endsWith('.so') && f !== keep).join(',');
+  writeFileSync(join(dir, 'janus.jcfg'), `general: {
+  configs_folder = "${dir}"
+  plugins_folder = "${JANUS_LIB}/plugins"
+  transports_folder = "${JANUS_LIB}/transports"
+  events_folder = "${JANUS_LIB}/events"
+  loggers_folder = "${JANUS_LIB}/loggers"
+  log_to_stdout = true
+  debug_level = 3
+  debug_timestamps = false
+  debug_colors = false
+  session_timeout = 60
+}
+certificates: {}
+media: {
+  rtp_port_range = "20000-40000"
+}
+nat: {
+  nice_debug = false
+  ice_enforce_list = "jv0"
+  ignore_mdns = true
+}
+plugins: { disable = "${disable('plugins', 'libjanus_videoroom.so')}" }
+transports: { disable = "${disable('transports', 'libjanus_websockets.so')}" }
+loggers: { disable = "${disable('loggers', '')}" }
+events: { broadcast = false }
+`);
+  writeFileSync(join(dir, 'janus.plugin.videoroom.jcfg'), 'general: {}\n');
+  writeFileSync(join(dir, 'janus.transport.websockets.jcfg'), `general: {
+  json = "compact"
+  ws = true
+  ws_port = ${JANUS_PORT}
+  ws_ip = "127.0.0.1"
+  wss = false
+}
+admin: { admin_ws = false }
+`);
+}
+
+async function startJanus(t, work) {
+  const dir = mkdtempSync(join(work, 'janus-'));
+  janusConfig(dir);
+  janusNetns();
+  // `ip netns exec` execs janus, so child.pid is Janus's pid.
+  const child = spawn('ip', ['netns', 'exec', JANUS_NS, t.bin, '-F', dir, '-C', join(dir, 'janus.jcfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stdout.on('data', (d) => (err = (err + d).slice(-20000)));
+  child.stderr.on('data', (d) => (err = (err + d).slice(-20000)));
+  const t0 = now();
+  while (now() - t0 < 10) {
+    if (child.exitCode != null) throw new Error(`janus exited (${child.exitCode}) before ready: ${err}`);
+    try {
+      // Ready when its WebSocket transport accepts connections (inside the namespace).
+      run('ip', ['netns', 'exec', JANUS_NS, 'bash', '-c', `exec 3<>/dev/tcp/127.0.0.1/${JANUS_PORT}`]);
+      return { child, pid: child.pid, http: null, stderr: () => err, janus: true };
+    } catch { /* not yet */ }
+    await sleep(100);
+  }
+  child.kill('SIGKILL');
+  throw new Error(`janus did not listen on ${JANUS_PORT} within 10 s: ${err}`);
+}
+
 async function startTarget(t, work) {
+  if (t.janus) return startJanus(t, work);
   const child = spawn(t.bin, t.args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -135,10 +237,13 @@ async function startTarget(t, work) {
 }
 
 async function stopTarget(proc) {
-  if (proc.child.exitCode != null) return;
-  proc.child.kill('SIGTERM');
-  for (let i = 0; i < 50 && proc.child.exitCode == null; i++) await sleep(100);
-  if (proc.child.exitCode == null) proc.child.kill('SIGKILL');
+  if (proc.child.exitCode == null) {
+    proc.child.kill('SIGTERM');
+    for (let i = 0; i < 50 && proc.child.exitCode == null; i++) await sleep(100);
+    if (proc.child.exitCode == null) proc.child.kill('SIGKILL');
+    for (let i = 0; i < 20 && proc.child.exitCode == null; i++) await sleep(100);
+  }
+  if (proc.janus) janusNetnsDel();
 }
 
 // Linear interpolation of sampled value `key` at time t.
@@ -181,7 +286,7 @@ async function runOne(target, rooms, work) {
       } catch {
         break;
       }
-      const m = await metrics(proc.http);
+      const m = proc.http ? await metrics(proc.http) : null;
       if (m) {
         s.out = m.consult_rtp_packets_out_total ?? null;
         s.in = m.consult_rtp_packets_in_total ?? null;
@@ -196,9 +301,13 @@ async function runOne(target, rooms, work) {
   const t0 = now();
   const hostA = cpuTotals();
   const targetCpuA = procCpu(proc.pid);
-  const synthArgs = ['--server', `http://${proc.http}`, '--rooms', String(rooms), '--per-room', String(PER_ROOM),
+  const common = ['--rooms', String(rooms), '--per-room', String(PER_ROOM),
     '--duration', String(DURATION), '--json', json, '--sfu-pid', String(proc.pid)];
-  const synth = spawn(SYNTH, synthArgs, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Janus's bots run in its namespace (`ip netns exec` execs synth: same pid, same /proc).
+  const synth = proc.janus
+    ? spawn('ip', ['netns', 'exec', JANUS_NS, SYNTH, '--target', 'janus', '--janus-url', `ws://127.0.0.1:${JANUS_PORT}`,
+      '--bind-ip', JANUS_IP, ...common], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(SYNTH, ['--server', `http://${proc.http}`, ...common], { stdio: ['ignore', 'pipe', 'pipe'] });
   let table = '';
   synth.stdout.on('data', (d) => (table += d));
   synth.stderr.on('data', (d) => {
@@ -227,9 +336,13 @@ async function runOne(target, rooms, work) {
   const we = t0 + r.wall_s - 0.25;
   const secs = we - ws;
   const cpuS = secs > 1 ? at(samples, we, 'cpu') - at(samples, ws, 'cpu') : null;
-  const outPk = secs > 1 ? at(samples, we, 'out') - at(samples, ws, 'out') : null;
-  const inPk = secs > 1 ? at(samples, we, 'in') - at(samples, ws, 'in') : null;
-  const outBytes = secs > 1 ? at(samples, we, 'bout') - at(samples, ws, 'bout') : null;
+  const metricsPk = (key) => (secs > 1 && samples.some((s) => s[key] != null) ? at(samples, we, key) - at(samples, ws, key) : null);
+  const outPkMetrics = metricsPk('out');
+  const inPk = metricsPk('in');
+  // Forwarded = what the bots received in synth's steady window (same source for every target).
+  const fwdPps = r.steady?.received_pps ?? null;
+  const fwdBps = r.steady?.received_payload_bps ?? null;
+  const cpuCores = cpuS != null && secs > 0 ? cpuS / secs : null;
   chromiumSeen = Math.max(chromiumSeen, chromiumCount());
   // Cores used by everything but the target and synth while synth ran (the lead's builds etc.).
   const otherCores = targetCpuB == null ? null
@@ -252,12 +365,13 @@ async function runOne(target, rooms, work) {
     target_survived: alive,
     steady_s: round(secs),
     cpu_pct: round(cpuPct, 1),
-    pkts_in_per_s: round(inPk / secs, 0),
-    pkts_out_per_s: round(outPk / secs, 0),
-    bots_recv_pps: round(r.steady?.received_pps, 0),
-    fwd_pkts_per_cpu_s: round(outPk / cpuS, 0),
-    fwd_mbit_per_s: round((outBytes * 8) / secs / 1e6, 1),
-    fwd_mbit_per_cpu_s: round((outBytes * 8) / cpuS / 1e6, 1),
+    pkts_in_per_s: inPk == null ? null : round(inPk / secs, 0),
+    pkts_out_per_s: round(fwdPps, 0),
+    pkts_out_per_s_metrics: outPkMetrics == null ? null : round(outPkMetrics / secs, 0),
+    bots_sent_pps: round(r.steady?.sent_pps, 0),
+    fwd_pkts_per_cpu_s: fwdPps == null || !cpuCores ? null : round(fwdPps / cpuCores, 0),
+    fwd_mbit_per_s: fwdBps == null ? null : round(fwdBps / 1e6, 1),
+    fwd_mbit_per_cpu_s: fwdBps == null || !cpuCores ? null : round(fwdBps / 1e6 / cpuCores, 1),
     video_recv_share_q_h_f_pct: layerTotal ? ['q', 'h', 'f'].map((k) => Math.round(((layers[k] ?? 0) / layerTotal) * 100)).join('/') : null,
     cpu_pct_per_stream: round(cpuPct / streams, 3),
     subscribed_streams: streams,
@@ -320,8 +434,10 @@ async function plot(rows, file) {
       const series = [
         { target: 'consult-sfu', key: 'cpu_pct', y: yC, color: '#1565c0', dash: [] },
         { target: 'rawloop', key: 'cpu_pct', y: yC, color: '#90caf9', dash: [] },
+        { target: 'janus', key: 'cpu_pct', y: yC, color: '#2e7d32', dash: [] },
         { target: 'consult-sfu', key: 'latency_p99_ms', y: yL, color: '#c62828', dash: [8, 5] },
         { target: 'rawloop', key: 'latency_p99_ms', y: yL, color: '#ef9a9a', dash: [8, 5] },
+        { target: 'janus', key: 'latency_p99_ms', y: yL, color: '#f9a825', dash: [8, 5] },
       ];
       for (const s of series) {
         const pts = rows.filter((r) => r.target === s.target && r[s.key] != null).sort((a, b) => a.participants - b.participants);
@@ -333,8 +449,9 @@ async function plot(rows, file) {
       c.fillStyle = '#000'; c.font = '15px sans-serif';
       c.fillText('Target CPU (% of one core, solid, left axis) and latency p99 (ms, dashed, right axis) vs participants', 10, 22);
       c.font = '13px sans-serif';
-      const legend = [['consult-sfu CPU', '#1565c0'], ['rawloop CPU', '#90caf9'], ['consult-sfu p99', '#c62828'], ['rawloop p99', '#ef9a9a']];
-      legend.forEach(([t, col], i) => { c.fillStyle = col; c.fillRect(L + i * 200, 36, 14, 10); c.fillStyle = '#000'; c.fillText(t, L + i * 200 + 20, 46); });
+      const legend = [['consult-sfu CPU', '#1565c0'], ['rawloop CPU', '#90caf9'], ['janus CPU', '#2e7d32'], ['consult-sfu p99', '#c62828'], ['rawloop p99', '#ef9a9a'], ['janus p99', '#f9a825']]
+        .filter(([t]) => rows.some((r) => r.target === t.split(' ')[0]));
+      legend.forEach(([t, col], i) => { c.fillStyle = col; c.fillRect(L + i * 140, 36, 14, 10); c.fillStyle = '#000'; c.fillText(t, L + i * 140 + 20, 46); });
       for (let i = 0; i <= 5; i++) {
         const y = T + ((H - T - B) * (5 - i)) / 5;
         c.fillText(`${+(cMax * i / 5).toFixed(1)}%`, 15, y + 4);
@@ -351,6 +468,10 @@ async function plot(rows, file) {
 }
 
 // ---- main
+if (TARGETS.some((t) => t.janus) && !existsSync('/usr/bin/janus')) {
+  log('installing janus (apt-get install -y janus)');
+  execFileSync('apt-get', ['install', '-y', 'janus'], { stdio: 'inherit' });
+}
 for (const t of [...TARGETS, { bin: SYNTH }]) {
   try {
     readFileSync(t.bin, { flag: 'r' }).length;
@@ -360,6 +481,10 @@ for (const t of [...TARGETS, { bin: SYNTH }]) {
   }
 }
 const work = mkdtempSync(join(tmpdir(), 'scale-'));
+process.on('SIGINT', () => {
+  janusNetnsDel();
+  process.exit(130);
+});
 const runs = [];
 const started = new Date().toISOString();
 try {
@@ -378,6 +503,7 @@ try {
     }
   }
 } finally {
+  janusNetnsDel();
   rmSync(work, { recursive: true, force: true });
 }
 
@@ -408,12 +534,15 @@ md += '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 for (const r of rows) {
   md += `| ${r.participants} | ${r.target} | ${f(r.cpu_pct)} | ${f(r.pkts_out_per_s, 0)} | ${f(r.fwd_pkts_per_cpu_s, 0)} | ${f(r.fwd_mbit_per_cpu_s, 1)} | ${f(r.cpu_pct_per_stream, 3)} | ${f(r.rss_mb)} (${f(r.rss_kb_per_participant, 0)}) | ${f(r.latency_p50_ms, 2)} / ${f(r.latency_p99_ms, 1)} | ${f(r.loss_pct, 3)} | ${r.video_recv_share_q_h_f_pct ?? 'n/a'} | ${r.idle_before ? 'yes' : 'no'} (${r.busy_cores_before} / ${f(r.other_cores_during_run, 2)} cores; load ${r.loadavg_before.split(' ')[0]}) |\n`;
 }
-md += '\nRatio consult-sfu / rawloop:\n\n| participants | CPU % | fwd pkt per CPU-s | fwd Mbit per CPU-s | CPU per stream | RSS | p50 | p99 |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n';
-for (const rooms of SIZES) {
-  const a = rows.find((r) => r.rooms === rooms && r.target === 'consult-sfu');
-  const b = rows.find((r) => r.rooms === rooms && r.target === 'rawloop');
-  if (!a || !b) continue;
-  md += `| ${a.participants} | ${ratio(a.cpu_pct, b.cpu_pct)} | ${ratio(a.fwd_pkts_per_cpu_s, b.fwd_pkts_per_cpu_s)} | ${ratio(a.fwd_mbit_per_cpu_s, b.fwd_mbit_per_cpu_s)} | ${ratio(a.cpu_pct_per_stream, b.cpu_pct_per_stream)} | ${ratio(a.rss_mb, b.rss_mb)} | ${ratio(a.latency_p50_ms, b.latency_p50_ms)} | ${ratio(a.latency_p99_ms, b.latency_p99_ms)} |\n`;
+for (const other of ['rawloop', 'janus']) {
+  if (!rows.some((r) => r.target === other)) continue;
+  md += `\nRatio consult-sfu / ${other}:\n\n| participants | CPU % | fwd pkt per CPU-s | fwd Mbit per CPU-s | CPU per stream | RSS | p50 | p99 |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n`;
+  for (const rooms of SIZES) {
+    const a = rows.find((r) => r.rooms === rooms && r.target === 'consult-sfu');
+    const b = rows.find((r) => r.rooms === rooms && r.target === other);
+    if (!a || !b) continue;
+    md += `| ${a.participants} | ${ratio(a.cpu_pct, b.cpu_pct)} | ${ratio(a.fwd_pkts_per_cpu_s, b.fwd_pkts_per_cpu_s)} | ${ratio(a.fwd_mbit_per_cpu_s, b.fwd_mbit_per_cpu_s)} | ${ratio(a.cpu_pct_per_stream, b.cpu_pct_per_stream)} | ${ratio(a.rss_mb, b.rss_mb)} | ${ratio(a.latency_p50_ms, b.latency_p50_ms)} | ${ratio(a.latency_p99_ms, b.latency_p99_ms)} |\n`;
+  }
 }
 console.log('\n' + md);
 log(`wrote ${join(OUT, 'scale.json')}, scale.csv, scale.png`);

@@ -1,6 +1,7 @@
 //! A synthetic VP8 RTP packetizer (RFC 7741): payload descriptors with a 15-bit picture id,
 //! TL0PICIDX and a temporal layer id in the pattern 0,2,1,2, the 3-byte VP8 payload header on
-//! the first packet of a frame (P bit 0 on keyframes) and frames split into packets of at most
+//! the first packet of a frame (P bit 0 on keyframes, then the keyframe start code and size)
+//! and frames split into packets of at most
 //! [`MAX_PAYLOAD`] bytes. The bytes after the headers are filler, except a slot of
 //! [`crate::stamp::STAMP_LEN`] bytes at [`STAMP_OFFSET`] that the sender fills at send time.
 
@@ -10,9 +11,13 @@ use crate::stamp::STAMP_LEN;
 pub const MAX_PAYLOAD: usize = 1200;
 /// X, I (15-bit picture id: 2 bytes), L and T/K: 6 bytes.
 pub const DESCRIPTOR_LEN: usize = 6;
-/// The VP8 payload header (frame tag) on the first packet of a frame; the same number of
-/// filler bytes on the others, so the stamp sits at the same offset in every packet.
-pub const FRAME_HEADER_LEN: usize = 3;
+/// The VP8 payload header (3-byte frame tag) on the first packet of a frame, followed on a
+/// keyframe by its start code and size (7 bytes; RFC 6386 9.1), which some SFUs (Janus) check
+/// before they call a packet a keyframe. The first packet of a delta frame has first-partition
+/// bytes there, the others filler, so the stamp sits at the same offset in every packet.
+pub const FRAME_HEADER_LEN: usize = 10;
+/// The keyframe start code (RFC 6386 9.1).
+pub const KEYFRAME_START_CODE: [u8; 3] = [0x9D, 0x01, 0x2A];
 /// Where the send stamp goes in every video payload.
 pub const STAMP_OFFSET: usize = DESCRIPTOR_LEN + FRAME_HEADER_LEN;
 /// Smallest packet: headers plus the stamp.
@@ -92,20 +97,37 @@ pub fn write_descriptor(meta: &FrameMeta, start: bool, out: &mut [u8]) {
 }
 
 /// The VP8 payload header (RFC 7741 4.3): show_frame=1, version 0, P=0 on keyframes, and the
-/// first partition size (19 bits).
-pub fn write_frame_header(keyframe: bool, first_partition_size: usize, out: &mut [u8]) {
+/// first partition size (19 bits); on a keyframe then the start code and the 14-bit width and
+/// height (little endian, scale 0). `out` is [`FRAME_HEADER_LEN`] bytes.
+pub fn write_frame_header(
+    keyframe: bool,
+    first_partition_size: usize,
+    (width, height): (u16, u16),
+    out: &mut [u8],
+) {
     let size = first_partition_size.min(0x7FFFF) as u32;
     let p = if keyframe { 0 } else { 1 };
     out[0] = (((size & 0x7) as u8) << 5) | 0x10 | p;
     out[1] = (size >> 3) as u8;
     out[2] = (size >> 11) as u8;
+    if keyframe {
+        out[3..6].copy_from_slice(&KEYFRAME_START_CODE);
+        out[6..8].copy_from_slice(&(width & 0x3FFF).to_le_bytes());
+        out[8..10].copy_from_slice(&(height & 0x3FFF).to_le_bytes());
+    } else {
+        // First-partition bytes of a delta frame: anything but the start code.
+        for (k, b) in out[3..FRAME_HEADER_LEN].iter_mut().enumerate() {
+            *b = 0x40 | k as u8;
+        }
+    }
 }
 
 /// Splits one frame of `frame_len` payload bytes (headers included) into packets of at most
 /// [`MAX_PAYLOAD`] bytes, as even as possible. Each has the descriptor, then the frame header
 /// (first packet) or filler, then a zeroed stamp slot, then filler. The last one carries the
 /// marker (the caller sets it on the last element).
-pub fn packetize(meta: &FrameMeta, frame_len: usize) -> Vec<Vec<u8>> {
+/// `dims` (width, height) goes into a keyframe's header.
+pub fn packetize(meta: &FrameMeta, frame_len: usize, dims: (u16, u16)) -> Vec<Vec<u8>> {
     let frame_len = frame_len.max(MIN_PAYLOAD);
     let n = frame_len.div_ceil(MAX_PAYLOAD);
     let base = frame_len / n;
@@ -119,6 +141,7 @@ pub fn packetize(meta: &FrameMeta, frame_len: usize) -> Vec<Vec<u8>> {
                 write_frame_header(
                     meta.keyframe,
                     frame_len / 2,
+                    dims,
                     &mut p[DESCRIPTOR_LEN..STAMP_OFFSET],
                 );
             }
@@ -203,7 +226,7 @@ mod tests {
                 keyframe: true
             }
         );
-        let packets = packetize(&meta, 3000);
+        let packets = packetize(&meta, 3000, (1280, 720));
         assert_eq!(packets.len(), 3);
         assert!(packets.iter().all(|p| p.len() <= MAX_PAYLOAD));
         assert_eq!(packets.iter().map(Vec::len).sum::<usize>(), 3000);
@@ -219,18 +242,27 @@ mod tests {
         // VP8 payload header on the first packet: P=0 on a keyframe, show_frame set.
         assert_eq!(packets[0][DESCRIPTOR_LEN] & 0x01, 0);
         assert_eq!(packets[0][DESCRIPTOR_LEN] & 0x10, 0x10);
+        // Then the keyframe start code and 1280x720, little endian.
+        assert_eq!(
+            &packets[0][DESCRIPTOR_LEN + 3..STAMP_OFFSET],
+            &[0x9D, 0x01, 0x2A, 0x00, 0x05, 0xD0, 0x02]
+        );
 
         let meta = v.next_frame(false);
-        let p = &packetize(&meta, 500)[0];
+        let p = &packetize(&meta, 500, (1280, 720))[0];
         assert_eq!(p[DESCRIPTOR_LEN] & 0x01, 1, "P=1 on an interframe");
+        assert_ne!(
+            &p[DESCRIPTOR_LEN + 3..DESCRIPTOR_LEN + 6],
+            &KEYFRAME_START_CODE
+        );
         assert_eq!(parse_descriptor(p).unwrap().tid, Some(2));
         assert!(parse_descriptor(p).unwrap().non_reference);
     }
 
     #[test]
     fn first_partition_size_round_trips() {
-        let mut h = [0u8; 3];
-        write_frame_header(false, 0x5_4321, &mut h);
+        let mut h = [0u8; FRAME_HEADER_LEN];
+        write_frame_header(false, 0x5_4321, (0, 0), &mut h);
         let size = ((h[0] >> 5) as u32) | ((h[1] as u32) << 3) | ((h[2] as u32) << 11);
         assert_eq!(size, 0x5_4321);
     }
@@ -265,7 +297,7 @@ mod tests {
             tid: 1,
             keyframe: false,
         };
-        let p = &packetize(&meta, 100)[0];
+        let p = &packetize(&meta, 100, (320, 180))[0];
         assert_eq!(&p[2..4], &[0xFF, 0xFF]);
         assert_eq!(parse_descriptor(p).unwrap().picture_id, Some(32767));
     }
@@ -274,7 +306,7 @@ mod tests {
     fn packet_sizes() {
         let meta = Vp8Packetizer::new(1, 0).next_frame(false);
         for len in [1, MIN_PAYLOAD, 1199, 1200, 1201, 5000, 20_000] {
-            let packets = packetize(&meta, len);
+            let packets = packetize(&meta, len, (640, 360));
             assert_eq!(
                 packets.len(),
                 len.max(MIN_PAYLOAD).div_ceil(MAX_PAYLOAD),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use consult_bots::room::{self, BotSummary, Config, Shared};
+use consult_bots::room::{self, BotSummary, Config, Shared, Target};
 use consult_bots::{http_get, prometheus_value, stamp};
 use serde_json::json;
 
@@ -16,17 +16,23 @@ const USAGE: &str =
     "usage: synth --server http://HOST:PORT --rooms M [--per-room 3] --duration SECS
              [--ramp-per-sec R] [--json OUT.json] [--simulcast true|false]
              [--dynacast true|false] [--expect-media] [--threads N] [--sfu-pid PID]
+             [--bind-ip IP]
+       synth --target janus --janus-url ws://HOST:PORT --rooms M ... (same options)
 
   Joins M rooms x K participants through the signaling at ws://HOST:PORT/ws, each publishing
   Opus-like audio and VP8 simulcast (q/h/f at 150/400/1200 kbit/s) and receiving the others.
+  --target janus   the same bots against a Janus VideoRoom (Janus API over its WebSocket
+                   transport at --janus-url): no /metrics deltas, no dynacast
   --ramp-per-sec   joins per second over all rooms (default: all at once)
   --dynacast       honor publish_layers like the web client (default true)
   --expect-media   exit 1 unless every participant received audio and video from every other
                    participant of its room
   --threads        tokio worker threads for the bots (default 2)
-  --sfu-pid        also report that process's CPU use over the run (from /proc/PID/stat)";
+  --sfu-pid        also report that process's CPU use over the run (from /proc/PID/stat)
+  --bind-ip        the address the bots' UDP sockets bind to (default 127.0.0.1)";
 
 struct Args {
+    target: Target,
     server: String,
     rooms: usize,
     per_room: usize,
@@ -38,6 +44,7 @@ struct Args {
     expect_media: bool,
     threads: usize,
     sfu_pid: Option<u32>,
+    bind_ip: std::net::IpAddr,
 }
 
 fn parse_bool(s: &str) -> Result<bool> {
@@ -50,6 +57,7 @@ fn parse_bool(s: &str) -> Result<bool> {
 
 fn parse_args() -> Result<Args> {
     let mut a = Args {
+        target: Target::Ours,
         server: String::new(),
         rooms: 0,
         per_room: 3,
@@ -61,6 +69,7 @@ fn parse_args() -> Result<Args> {
         expect_media: false,
         threads: 2,
         sfu_pid: None,
+        bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -87,7 +96,14 @@ fn parse_args() -> Result<Args> {
                 .with_context(|| format!("{flag} needs a value\n{USAGE}"))?,
         };
         match flag.as_str() {
-            "--server" => a.server = value,
+            "--server" | "--janus-url" => a.server = value,
+            "--target" => {
+                a.target = match value.as_str() {
+                    "ours" | "consult-sfu" | "sfu" => Target::Ours,
+                    "janus" => Target::Janus,
+                    _ => bail!("--target must be ours or janus, got {value:?}"),
+                }
+            }
             "--rooms" => a.rooms = value.parse().context("--rooms")?,
             "--per-room" => a.per_room = value.parse().context("--per-room")?,
             "--duration" => a.duration = value.parse().context("--duration")?,
@@ -97,11 +113,12 @@ fn parse_args() -> Result<Args> {
             "--dynacast" => a.dynacast = parse_bool(&value)?,
             "--threads" => a.threads = value.parse().context("--threads")?,
             "--sfu-pid" => a.sfu_pid = Some(value.parse().context("--sfu-pid")?),
+            "--bind-ip" => a.bind_ip = value.parse().context("--bind-ip")?,
             _ => bail!("unknown flag {flag}\n{USAGE}"),
         }
     }
     if a.server.is_empty() || a.rooms == 0 || a.duration <= 0.0 {
-        bail!("--server, --rooms and --duration are required\n{USAGE}");
+        bail!("--server (or --janus-url), --rooms and --duration are required\n{USAGE}");
     }
     if !(2..=8).contains(&a.per_room) {
         bail!("--per-room must be 2 to 8 (the server's room limit)");
@@ -213,7 +230,13 @@ async fn run(args: Args) -> Result<i32> {
     str0m::crypto::from_feature_flags().install_process_default();
     stamp::epoch();
     let addr = host_port(&args.server)?;
-    let metrics_before = read_metrics(&addr).await;
+    // Janus has no Prometheus endpoint: its counters are skipped.
+    let has_metrics = args.target == Target::Ours;
+    let metrics_before = if has_metrics {
+        read_metrics(&addr).await
+    } else {
+        None
+    };
     let sfu_pid = args.sfu_pid.map(|p| p.to_string());
     let sfu_cpu_before = sfu_pid.as_deref().and_then(cpu_seconds);
     let self_cpu_before = cpu_seconds("self");
@@ -222,7 +245,11 @@ async fn run(args: Args) -> Result<i32> {
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(args.duration);
     let cfg = Arc::new(Config {
-        ws_url: format!("ws://{addr}/ws"),
+        target: args.target,
+        ws_url: match args.target {
+            Target::Ours => format!("ws://{addr}/ws"),
+            Target::Janus => format!("ws://{addr}"),
+        },
         rooms: args.rooms,
         per_room: args.per_room,
         simulcast: args.simulcast,
@@ -231,13 +258,17 @@ async fn run(args: Args) -> Result<i32> {
         start,
         end,
         room_prefix: format!("synth-{}-", std::process::id()),
+        // Numeric room ids, distinct between runs against one Janus.
+        janus_room_base: (std::process::id() as u64 % 100_000) * 10_000 + 1,
+        bind_ip: args.bind_ip,
     });
     let shared = Arc::new(Shared::default());
     let total = args.rooms * args.per_room;
     eprintln!(
-        "synth: {} rooms x {} = {total} participants against {addr} for {} s{}",
+        "synth: {} rooms x {} = {total} participants against {}{addr} for {} s{}",
         args.rooms,
         args.per_room,
+        if has_metrics { "" } else { "Janus at " },
         args.duration,
         if args.ramp > 0.0 {
             format!(", ramp {} joins/s", args.ramp)
@@ -253,7 +284,8 @@ async fn run(args: Args) -> Result<i32> {
     // Progress every 5 s.
     let mut last = (Instant::now(), 0u64, 0u64);
     let mut all_connected_at: Option<Instant> = None;
-    let mut steady_from: Option<(Instant, u64, u64)> = None;
+    // (when, packets sent, packets received, payload bytes received)
+    let mut steady_from: Option<(Instant, u64, u64, u64)> = None;
     let mut tick = tokio::time::interval_at(
         (start + Duration::from_secs(5)).into(),
         Duration::from_secs(5),
@@ -292,7 +324,7 @@ async fn run(args: Args) -> Result<i32> {
                 }
                 if let (Some(t), None) = (all_connected_at, steady_from) {
                     if Instant::now() >= t + Duration::from_secs(2) {
-                        steady_from = Some((Instant::now(), shared.sent_packets.load(Relaxed), shared.received_packets.load(Relaxed)));
+                        steady_from = Some((Instant::now(), shared.sent_packets.load(Relaxed), shared.received_packets.load(Relaxed), shared.received_bytes.load(Relaxed)));
                     }
                 }
             }
@@ -302,6 +334,7 @@ async fn run(args: Args) -> Result<i32> {
         Instant::now(),
         shared.sent_packets.load(Relaxed),
         shared.received_packets.load(Relaxed),
+        shared.received_bytes.load(Relaxed),
     );
     let sfu_cpu_end = sfu_pid.as_deref().and_then(cpu_seconds);
     let self_cpu_end = cpu_seconds("self");
@@ -321,7 +354,11 @@ async fn run(args: Args) -> Result<i32> {
     }
     // Let the server see the leaves before reading its counters.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let metrics_after = read_metrics(&addr).await;
+    let metrics_after = if has_metrics {
+        read_metrics(&addr).await
+    } else {
+        None
+    };
 
     // ---- report ----
     let s = &*shared;
@@ -358,16 +395,17 @@ async fn run(args: Args) -> Result<i32> {
     connect_ms.sort_by(f64::total_cmp);
     let mut media_ms = s.first_media_ms.lock().unwrap().clone();
     media_ms.sort_by(f64::total_cmp);
-    let (steady_secs, steady_sent_pps, steady_recv_pps) = match steady_from {
-        Some((t, a, b)) if steady_to.0 > t => {
+    let (steady_secs, steady_sent_pps, steady_recv_pps, steady_recv_bps) = match steady_from {
+        Some((t, a, b, c)) if steady_to.0 > t => {
             let d = (steady_to.0 - t).as_secs_f64();
             (
                 d,
                 (steady_to.1 - a) as f64 / d,
                 (steady_to.2 - b) as f64 / d,
+                (steady_to.3 - c) as f64 * 8.0 / d,
             )
         }
-        _ => (0.0, 0.0, 0.0),
+        _ => (0.0, 0.0, 0.0, 0.0),
     };
     let delta = |i: usize| -> Option<f64> {
         let a = metrics_before
@@ -412,6 +450,14 @@ async fn run(args: Args) -> Result<i32> {
     println!();
     println!("| metric | value |");
     println!("| --- | --- |");
+    println!(
+        "| target | {} |",
+        if has_metrics {
+            "our signaling"
+        } else {
+            "Janus VideoRoom"
+        }
+    );
     println!("| rooms x per room | {} x {} |", args.rooms, args.per_room);
     println!(
         "| participants joined | {} / {total} (failed {}) |",
@@ -502,7 +548,7 @@ async fn run(args: Args) -> Result<i32> {
             ms(delta(6)).trim_end_matches(".0"),
             ms(delta(7)).trim_end_matches(".0")
         );
-    } else {
+    } else if has_metrics {
         println!("| SFU /metrics | not available |");
     }
     if let Some((e, b)) = udp_errors {
@@ -548,6 +594,7 @@ async fn run(args: Args) -> Result<i32> {
 
     if let Some(path) = &args.json {
         let j = json!({
+            "target": if has_metrics { "ours" } else { "janus" },
             "rooms": args.rooms,
             "per_room": args.per_room,
             "duration_s": args.duration,
@@ -569,7 +616,7 @@ async fn run(args: Args) -> Result<i32> {
             "packets_received_video": s.received_video.load(Relaxed),
             "packets_received_unstamped": s.received_unstamped.load(Relaxed),
             "bytes_received": s.received_bytes.load(Relaxed),
-            "steady": {"seconds": steady_secs, "sent_pps": steady_sent_pps, "received_pps": steady_recv_pps},
+            "steady": {"seconds": steady_secs, "sent_pps": steady_sent_pps, "received_pps": steady_recv_pps, "received_payload_bps": steady_recv_bps},
             "loss_pct": loss,
             "rtp_expected": rtp_exp,
             "rtp_received": rtp_rec,

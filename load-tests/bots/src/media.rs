@@ -1,0 +1,569 @@
+//! The media side of one bot, independent of the signaling that negotiated it: a peer
+//! connection ([`Pc`]: a str0m `Rtc` in RTP mode on its own UDP socket), what a bot publishes
+//! ([`Publisher`]: Opus-like audio and VP8 layers with send stamps) and what it counts on
+//! receive ([`Rx`]: loss from sequence numbers, per-sender packets, latency from the stamps).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use str0m::change::SdpApi;
+use str0m::format::Codec;
+use str0m::media::{Direction, KeyframeRequest, MediaKind, Mid, Pt, Rid};
+use str0m::media::{Simulcast, SimulcastLayer};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpPacket, RtpWrite, Ssrc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+
+use crate::hist::Histogram;
+use crate::room::{Shared, SLOW_US};
+use crate::stamp::{self, Stamp, STAMP_LEN, STREAMS, STREAM_AUDIO, STREAM_VIDEO_BASE};
+use crate::vp8::{self, Vp8Packetizer};
+
+/// Opus-like audio: one 80-byte packet every 20 ms.
+pub const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
+pub const AUDIO_BYTES: usize = 80;
+/// A keyframe on every layer this often (and on every PLI).
+pub const KEYFRAME_INTERVAL: Duration = Duration::from_secs(3);
+/// A keyframe is this many times the size of a delta frame.
+pub const KEYFRAME_FACTOR: usize = 3;
+/// The simulcast layers: rid, bits per second, frames per second.
+pub const LAYERS: [(&str, u64, u32); 3] =
+    [("q", 150_000, 15), ("h", 400_000, 30), ("f", 1_200_000, 30)];
+/// Frame size each layer announces in its keyframes.
+pub const LAYER_DIMS: [(u16, u16); 3] = [(320, 180), (640, 360), (1280, 720)];
+/// Opus TOC byte: config 31 (CELT fullband, 20 ms), mono, one frame.
+const OPUS_TOC: u8 = 0xF8;
+
+/// Small deterministic jitter so bots do not send in lockstep.
+pub fn jitter(seed: u32, salt: u32, max: Duration) -> Duration {
+    let mut x = seed.wrapping_mul(0x9E37_79B9) ^ salt.wrapping_mul(0x85EB_CA6B);
+    x ^= x >> 15;
+    x = x.wrapping_mul(0x2C1B_3C6D);
+    x ^= x >> 12;
+    max.mul_f64((x % 10_000) as f64 / 10_000.0)
+}
+
+/// What a peer connection reports to its bot.
+pub enum PcEvent<'a> {
+    Connected,
+    KeyframeRequest(Mid, Option<Rid>),
+    Rtp(Option<MediaKind>, &'a RtpPacket),
+}
+
+/// One peer connection: a str0m `Rtc` (RTP mode, Opus and VP8 only) on its own UDP socket
+/// (127.0.0.1 unless `--bind-ip`) with one host candidate.
+pub struct Pc {
+    pub rtc: Rtc,
+    pub socket: UdpSocket,
+    pub local: SocketAddr,
+    pub candidate: Candidate,
+    pub next_timeout: Instant,
+    pub connected: bool,
+    /// The sender id, for error messages.
+    sender: u32,
+    /// Payload type -> kind, cached from the codec config (cleared on renegotiation).
+    pt_kinds: Vec<(Pt, Option<MediaKind>)>,
+}
+
+impl Pc {
+    pub fn new(sender: u32, ip: IpAddr, now: Instant) -> Result<Pc, String> {
+        let std_sock = std::net::UdpSocket::bind((ip, 0)).map_err(|e| e.to_string())?;
+        std_sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let socket = UdpSocket::from_std(std_sock).map_err(|e| e.to_string())?;
+        let local = socket.local_addr().map_err(|e| e.to_string())?;
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(now);
+        let candidate = Candidate::host(local, "udp").map_err(|e| e.to_string())?;
+        rtc.add_local_candidate(candidate.clone());
+        Ok(Pc {
+            rtc,
+            socket,
+            local,
+            candidate,
+            next_timeout: now,
+            connected: false,
+            sender,
+            pt_kinds: Vec::new(),
+        })
+    }
+
+    /// Forget cached payload types (a new description may remap them).
+    pub fn renegotiated(&mut self) {
+        self.pt_kinds.clear();
+    }
+
+    pub fn receive(&mut self, data: &[u8], source: SocketAddr, now: Instant) {
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.local,
+                contents,
+            },
+        );
+        let _ = self.rtc.handle_input(input);
+    }
+
+    pub fn timeout(&mut self, now: Instant) {
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+    }
+
+    /// Polls the `Rtc` until it waits for time; sends its datagrams and hands events to `on`.
+    pub fn drive(&mut self, shared: &Shared, mut on: impl FnMut(PcEvent<'_>)) {
+        loop {
+            if !self.rtc.is_alive() {
+                self.next_timeout = Instant::now() + Duration::from_secs(3600);
+                return;
+            }
+            let out = match self.rtc.poll_output() {
+                Ok(o) => o,
+                Err(e) => {
+                    shared.error(format!("bot {}: rtc: {e}", self.sender));
+                    self.rtc.disconnect();
+                    return;
+                }
+            };
+            match out {
+                Output::Timeout(t) => {
+                    self.next_timeout = t;
+                    return;
+                }
+                Output::Transmit(t) => {
+                    if let Err(e) = self.socket.try_send_to(&t.contents, t.destination) {
+                        // The first few say why (e.g. a remote candidate this socket cannot
+                        // reach); the count is in the report.
+                        if shared.udp_send_errors.fetch_add(1, Relaxed) < 3 {
+                            shared.error(format!(
+                                "bot {}: send from {} to {}: {e}",
+                                self.sender, self.local, t.destination
+                            ));
+                        }
+                    }
+                }
+                Output::Event(e) => match e {
+                    Event::Connected => {
+                        self.connected = true;
+                        on(PcEvent::Connected);
+                    }
+                    Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                        shared.error(format!("bot {}: ICE disconnected", self.sender));
+                    }
+                    Event::KeyframeRequest(KeyframeRequest { mid, rid, .. }) => {
+                        on(PcEvent::KeyframeRequest(mid, rid));
+                    }
+                    Event::RtpPacket(p) => {
+                        let kind = self.kind_of(p.header.payload_type);
+                        on(PcEvent::Rtp(kind, &p));
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    fn kind_of(&mut self, pt: Pt) -> Option<MediaKind> {
+        if let Some((_, k)) = self.pt_kinds.iter().find(|(x, _)| *x == pt) {
+            return *k;
+        }
+        let k = self
+            .rtc
+            .codec_config()
+            .find(|c| c.pt() == pt)
+            .and_then(|c| match c.spec().codec {
+                Codec::Opus => Some(MediaKind::Audio),
+                Codec::Vp8 => Some(MediaKind::Video),
+                _ => None,
+            });
+        self.pt_kinds.push((pt, k));
+        k
+    }
+}
+
+struct AudioTx {
+    seq: u64,
+    ts: u32,
+    counter: u32,
+    next: Instant,
+}
+
+struct LayerTx {
+    rid: Option<Rid>,
+    stream: u8,
+    active: bool,
+    frame_bytes: usize,
+    dims: (u16, u16),
+    interval: Duration,
+    next_frame: Instant,
+    next_keyframe: Instant,
+    keyframe_pending: bool,
+    seq: u64,
+    counter: u32,
+    ts_offset: u32,
+    vp8: Vp8Packetizer,
+}
+
+/// What one bot publishes: one audio and one video m-line (three rids, or one stream at the
+/// `f` rate without simulcast).
+pub struct Publisher {
+    sender: u32,
+    pub audio_mid: Option<Mid>,
+    pub video_mid: Option<Mid>,
+    opus_pt: Option<Pt>,
+    vp8_pt: Option<Pt>,
+    audio: AudioTx,
+    layers: Vec<LayerTx>,
+}
+
+impl Publisher {
+    pub fn new(sender: u32, simulcast: bool, now: Instant) -> Self {
+        let layer = |i: usize, rid: Option<&str>| {
+            let (_, bps, fps) = LAYERS[i];
+            LayerTx {
+                rid: rid.map(Rid::from),
+                stream: STREAM_VIDEO_BASE + i as u8,
+                active: true,
+                frame_bytes: (bps / 8 / fps as u64) as usize,
+                dims: LAYER_DIMS[i],
+                interval: Duration::from_secs(1) / fps,
+                next_frame: now,
+                next_keyframe: now + KEYFRAME_INTERVAL,
+                keyframe_pending: true,
+                seq: 1 + (sender as u64 * 7919 + i as u64 * 104_729) % 30_000,
+                counter: 0,
+                ts_offset: sender.wrapping_mul(2_654_435_761).wrapping_add(i as u32),
+                vp8: Vp8Packetizer::new(
+                    (sender as u16).wrapping_mul(97).wrapping_add(i as u16),
+                    sender as u8,
+                ),
+            }
+        };
+        let layers = if simulcast {
+            (0..3).map(|i| layer(i, Some(LAYERS[i].0))).collect()
+        } else {
+            vec![layer(2, None)]
+        };
+        Publisher {
+            sender,
+            audio_mid: None,
+            video_mid: None,
+            opus_pt: None,
+            vp8_pt: None,
+            audio: AudioTx {
+                seq: 1 + (sender as u64 * 31_337) % 30_000,
+                ts: sender.wrapping_mul(0x9E37_79B9),
+                counter: 0,
+                next: now,
+            },
+            layers,
+        }
+    }
+
+    /// Adds the two `sendonly` m-lines to an offer being built.
+    pub fn add_media(&mut self, api: &mut SdpApi<'_>) {
+        let stream_id = format!("synth-{}", self.sender);
+        let audio = api.add_media(
+            MediaKind::Audio,
+            Direction::SendOnly,
+            Some(stream_id.clone()),
+            Some(format!("{stream_id}-a")),
+            None,
+        );
+        let simulcast = self.layers.iter().any(|l| l.rid.is_some()).then(|| {
+            let mut s = Simulcast::new();
+            for (rid, _, _) in LAYERS {
+                s.add_send_layer(SimulcastLayer::new(rid));
+            }
+            s
+        });
+        let video = api.add_media(
+            MediaKind::Video,
+            Direction::SendOnly,
+            Some(stream_id.clone()),
+            Some(format!("{stream_id}-v")),
+            simulcast,
+        );
+        self.audio_mid = Some(audio);
+        self.video_mid = Some(video);
+    }
+
+    /// After the answer: the payload types to send with.
+    pub fn negotiated(&mut self, rtc: &Rtc) {
+        let pt = |codec| {
+            rtc.codec_config()
+                .find(|p| p.spec().codec == codec)
+                .map(|p| p.pt())
+        };
+        self.opus_pt = pt(Codec::Opus);
+        self.vp8_pt = pt(Codec::Vp8);
+    }
+
+    /// Media starts (jittered) once ICE and DTLS are up, each layer with a keyframe.
+    pub fn start(&mut self, now: Instant) {
+        self.audio.next = now + jitter(self.sender, 0, AUDIO_INTERVAL);
+        for (n, l) in self.layers.iter_mut().enumerate() {
+            l.next_frame = now + jitter(self.sender, n as u32 + 1, l.interval);
+            l.next_keyframe = l.next_frame + KEYFRAME_INTERVAL;
+            l.keyframe_pending = true;
+        }
+    }
+
+    pub fn keyframe_request(&mut self, mid: Mid, rid: Option<Rid>) {
+        if Some(mid) == self.video_mid {
+            for l in &mut self.layers {
+                if rid.is_none() || l.rid == rid {
+                    l.keyframe_pending = true;
+                }
+            }
+        }
+    }
+
+    /// Dynacast: only the rids in `active` are sent; a restarted one starts with a keyframe.
+    pub fn set_active(&mut self, active: &[&str], now: Instant) {
+        for l in &mut self.layers {
+            let Some(rid) = l.rid else { continue };
+            let on = active.iter().any(|a| *a == &*rid);
+            if on && !l.active {
+                l.keyframe_pending = true;
+                l.next_frame = now;
+            }
+            l.active = on;
+        }
+    }
+
+    /// When the next packet is due.
+    pub fn next_due(&self) -> Instant {
+        self.layers
+            .iter()
+            .filter(|l| l.active)
+            .map(|l| l.next_frame)
+            .fold(self.audio.next, Instant::min)
+    }
+
+    /// Writes every audio packet and video frame that is due; true if anything was written
+    /// (the caller then drives the `Rtc`).
+    pub fn send(&mut self, rtc: &mut Rtc, shared: &Shared, now: Instant) -> bool {
+        let (Some(audio_mid), Some(video_mid)) = (self.audio_mid, self.video_mid) else {
+            return false;
+        };
+        let mut wrote = false;
+        if let Some(pt) = self.opus_pt {
+            let a = &mut self.audio;
+            while a.next <= now {
+                let mut payload = vec![0u8; AUDIO_BYTES];
+                payload[0] = OPUS_TOC;
+                Stamp {
+                    sent_ns: stamp::now_ns(),
+                    sender: self.sender,
+                    stream: STREAM_AUDIO,
+                    counter: a.counter,
+                }
+                .encode(&mut payload[1..1 + STAMP_LEN]);
+                for (k, x) in payload[1 + STAMP_LEN..].iter_mut().enumerate() {
+                    *x = (k as u8) ^ (a.counter as u8);
+                }
+                let mut api = rtc.direct_api();
+                if let Some(stream) = api.stream_tx_by_mid(audio_mid, None) {
+                    stream.write_rtp(RtpWrite::new(pt, a.seq.into(), a.ts, now, payload));
+                    shared.sent_packets.fetch_add(1, Relaxed);
+                    shared.sent_audio.fetch_add(1, Relaxed);
+                    shared.sent_bytes.fetch_add(AUDIO_BYTES as u64, Relaxed);
+                    wrote = true;
+                }
+                a.seq += 1;
+                a.counter = a.counter.wrapping_add(1);
+                a.ts = a.ts.wrapping_add(960);
+                a.next += AUDIO_INTERVAL;
+                if a.next + Duration::from_millis(200) < now {
+                    // Far behind (the machine stalled): skip rather than burst.
+                    a.next = now + AUDIO_INTERVAL;
+                }
+            }
+        }
+        let Some(pt) = self.vp8_pt else {
+            return wrote;
+        };
+        let epoch = stamp::epoch();
+        for l in &mut self.layers {
+            if !l.active || l.next_frame > now {
+                continue;
+            }
+            let keyframe = l.keyframe_pending || now >= l.next_keyframe;
+            if keyframe {
+                l.keyframe_pending = false;
+                l.next_keyframe = now + KEYFRAME_INTERVAL;
+                shared.keyframes_sent.fetch_add(1, Relaxed);
+            }
+            let meta = l.vp8.next_frame(keyframe);
+            let size = if keyframe {
+                l.frame_bytes * KEYFRAME_FACTOR
+            } else {
+                l.frame_bytes
+            };
+            let mut packets = vp8::packetize(&meta, size, l.dims);
+            let ts = ((now - epoch).as_micros() as u64 * 9 / 100) as u32;
+            let ts = ts.wrapping_add(l.ts_offset);
+            let n = packets.len();
+            let sent_ns = stamp::now_ns();
+            let mut api = rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(video_mid, l.rid) else {
+                l.next_frame += l.interval;
+                continue;
+            };
+            for (k, mut p) in packets.drain(..).enumerate() {
+                Stamp {
+                    sent_ns,
+                    sender: self.sender,
+                    stream: l.stream,
+                    counter: l.counter,
+                }
+                .encode(&mut p[vp8::STAMP_OFFSET..vp8::STAMP_OFFSET + STAMP_LEN]);
+                let len = p.len() as u64;
+                stream.write_rtp(
+                    RtpWrite::new(pt, l.seq.into(), ts, now, p)
+                        .marker(k + 1 == n)
+                        .nackable(true),
+                );
+                l.seq += 1;
+                l.counter = l.counter.wrapping_add(1);
+                shared.sent_packets.fetch_add(1, Relaxed);
+                shared.sent_video.fetch_add(1, Relaxed);
+                shared.sent_bytes.fetch_add(len, Relaxed);
+            }
+            wrote = true;
+            l.next_frame += l.interval;
+            if l.next_frame + Duration::from_millis(200) < now {
+                l.next_frame = now + l.interval;
+            }
+        }
+        wrote
+    }
+}
+
+#[derive(Default)]
+struct RxSsrc {
+    first: u64,
+    max: u64,
+    received: u64,
+}
+
+/// What one bot received, over all its peer connections.
+#[derive(Default)]
+pub struct Rx {
+    ssrcs: HashMap<Ssrc, RxSsrc>,
+    /// (sender, stream) -> (first counter, max counter, received)
+    counters: HashMap<(u32, u8), (u32, u32, u64)>,
+    /// sender -> (audio packets, video packets)
+    pub from: HashMap<u32, (u64, u64)>,
+    first_media: bool,
+}
+
+impl Rx {
+    /// Counts one received packet; `hist` is the room's [audio, video] latency histograms.
+    pub fn on_rtp(
+        &mut self,
+        kind: Option<MediaKind>,
+        p: &RtpPacket,
+        started_at: Option<Instant>,
+        shared: &Shared,
+        hist: &mut [Histogram; 2],
+    ) {
+        shared.received_packets.fetch_add(1, Relaxed);
+        shared
+            .received_bytes
+            .fetch_add(p.payload.len() as u64, Relaxed);
+        let seq = *p.seq_no;
+        let rx = self.ssrcs.entry(p.header.ssrc).or_insert_with(|| RxSsrc {
+            first: seq,
+            max: seq,
+            received: 0,
+        });
+        rx.first = rx.first.min(seq);
+        rx.max = rx.max.max(seq);
+        rx.received += 1;
+
+        let offset = match kind {
+            Some(MediaKind::Audio) => 1,
+            Some(MediaKind::Video) => match vp8::parse_descriptor(&p.payload) {
+                Some(d) => d.len + vp8::FRAME_HEADER_LEN,
+                None => usize::MAX,
+            },
+            None => usize::MAX,
+        };
+        let Some(s) = p.payload.get(offset..).and_then(Stamp::decode) else {
+            shared.received_unstamped.fetch_add(1, Relaxed);
+            return;
+        };
+        let recv_ns = stamp::ns_at(p.timestamp);
+        let us = recv_ns.saturating_sub(s.sent_ns) / 1_000;
+        hist[usize::from(s.stream != STREAM_AUDIO)].record_us(us);
+        if us >= SLOW_US {
+            shared.slow_count.fetch_add(1, Relaxed);
+            let mut slow = shared.slow.lock().unwrap();
+            if slow.len() < 50 {
+                slow.push((us, recv_ns as f64 / 1e9, s.stream));
+            }
+        }
+        shared.received_by_stream[s.stream as usize].fetch_add(1, Relaxed);
+        let from = self.from.entry(s.sender).or_default();
+        if s.stream == STREAM_AUDIO {
+            from.0 += 1;
+            shared.received_audio.fetch_add(1, Relaxed);
+        } else {
+            from.1 += 1;
+            shared.received_video.fetch_add(1, Relaxed);
+        }
+        if !self.first_media {
+            self.first_media = true;
+            if let Some(start) = started_at {
+                shared
+                    .first_media_ms
+                    .lock()
+                    .unwrap()
+                    .push((p.timestamp - start).as_secs_f64() * 1e3);
+            }
+        }
+        debug_assert!((s.stream as usize) < STREAMS);
+        let c = self
+            .counters
+            .entry((s.sender, s.stream))
+            .or_insert((s.counter, s.counter, 0));
+        if s.counter.wrapping_sub(c.1) < u32::MAX / 2 {
+            c.1 = s.counter;
+        } else if c.0.wrapping_sub(s.counter) < u32::MAX / 2 {
+            c.0 = s.counter;
+        }
+        c.2 += 1;
+    }
+
+    /// Adds this bot's loss accounting to the shared totals (once, at the end).
+    pub fn finish(&self, shared: &Shared) {
+        let (mut exp, mut rec) = (0, 0);
+        for s in self.ssrcs.values() {
+            exp += s.max - s.first + 1;
+            rec += s.received;
+        }
+        shared.rtp_expected.fetch_add(exp, Relaxed);
+        shared.rtp_received.fetch_add(rec.min(exp), Relaxed);
+        let (mut aexp, mut arec) = (0u64, 0u64);
+        for ((_, stream), (first, max, n)) in &self.counters {
+            if *stream == STREAM_AUDIO {
+                let e = max.wrapping_sub(*first) as u64 + 1;
+                aexp += e;
+                arec += (*n).min(e);
+            }
+        }
+        shared.audio_expected.fetch_add(aexp, Relaxed);
+        shared.audio_received.fetch_add(arec, Relaxed);
+    }
+}
