@@ -33,7 +33,9 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$SFU" --http-addr 127.0.0.1:0 --udp-addr 127.0.0.1:0 --log warn >"$work/sfu.out" 2>"$work/sfu.err" &
+# Open join: the bots join by room name, not by invite (media only; see signaling/PROTOCOL.md).
+CONSULT_ALLOW_OPEN_JOIN=1 CONSULT_DB_PATH="$work/consults.sqlite" \
+  "$SFU" --http-addr 127.0.0.1:0 --udp-addr 127.0.0.1:0 --log warn >"$work/sfu.out" 2>"$work/sfu.err" &
 sfu_pid=$!
 
 http=""

@@ -26,7 +26,72 @@ pub struct Config {
     pub video_layers: Vec<VideoLayerConfig>,
     /// Bandwidth estimate a new subscriber starts from, before any feedback.
     pub initial_estimate_bps: u64,
+    /// The consult store and invite links (`[consults]` in the file).
+    pub consults: ConsultsConfig,
+    /// Clinic operators who may use the API (`[[operators]]`, file only). None configured: a
+    /// local dev operator is made at start.
+    pub operators: Vec<OperatorConfig>,
 }
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsultsConfig {
+    /// SQLite file; its folder is created at start.
+    pub db_path: PathBuf,
+    /// HMAC key of invite tokens. None: generated once and kept in the database.
+    pub token_secret: Option<Secret>,
+    /// Base of the links handed out (`https://consult.example.vn`); None: from the HTTP
+    /// address (see `Config::public_url`).
+    pub public_url: Option<String>,
+    /// Join by room name without an invite. Only for the media load tests: anyone who can
+    /// reach the server can then enter any consult.
+    pub allow_open_join: bool,
+}
+
+impl Default for ConsultsConfig {
+    fn default() -> Self {
+        ConsultsConfig {
+            db_path: PathBuf::from("data/consults.sqlite"),
+            token_secret: None,
+            public_url: None,
+            allow_open_join: false,
+        }
+    }
+}
+
+/// One clinic's API access.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OperatorConfig {
+    /// Shown to participants and in the audit trail; the consults belong to it.
+    pub clinic: String,
+    pub key: Secret,
+}
+
+/// A string kept out of `Debug` output (and so out of logs and error messages).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Shortest accepted `token_secret` (32 characters: 256 bits if random).
+pub const MIN_SECRET_CHARS: usize = 32;
+/// Shortest accepted operator key.
+pub const MIN_OPERATOR_KEY_CHARS: usize = 16;
+/// Longest clinic name (it is also the clinic's display name in the consult).
+pub const MAX_CLINIC_CHARS: usize = signaling::protocol::MAX_NAME_CHARS;
 
 /// Defaults tuned for rural links: 320x180 at ~150 kbps, 640x360 at ~400 kbps, 1280x720 at
 /// ~1.2 Mbps (from a 1280x720 camera).
@@ -55,6 +120,8 @@ impl Default for Config {
             max_participants: 8,
             video_layers: default_video_layers(),
             initial_estimate_bps: 600_000,
+            consults: ConsultsConfig::default(),
+            operators: Vec::new(),
         }
     }
 }
@@ -78,6 +145,9 @@ pub enum ConfigError {
     MaxParticipants(usize),
     #[error("video_layers: {0}")]
     VideoLayers(String),
+    /// A value that must not be echoed (a secret), or a rule across fields.
+    #[error("{field}: {message}")]
+    Invalid { field: String, message: String },
 }
 
 /// The config file's shape; every key optional.
@@ -92,6 +162,24 @@ struct FileConfig {
     max_participants: Option<usize>,
     video_layers: Option<Vec<VideoLayerConfig>>,
     initial_estimate_bps: Option<u64>,
+    consults: Option<FileConsults>,
+    operators: Option<Vec<FileOperator>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConsults {
+    db_path: Option<PathBuf>,
+    token_secret: Option<String>,
+    public_url: Option<String>,
+    allow_open_join: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOperator {
+    clinic: String,
+    key: String,
 }
 
 pub const HELP: &str = "\
@@ -105,6 +193,13 @@ Options (each also as env CONSULT_<NAME>, e.g. CONSULT_HTTP_ADDR; the command li
   --web-root DIR          web client folder          [web-client]
   --log FILTER            log filter                 [info]
   --max-participants N    per room, 2 to 8           [8]
+  --db-path FILE          consult database (SQLite)  [data/consults.sqlite]
+  --public-url URL        base of invite links       [http://<http-addr>]
+  --allow-open-join 1     join by room name without an invite: media load tests ONLY
+Env or file only:
+  CONSULT_TOKEN_SECRET    invite signing key, 32+ characters [generated, kept in the database]
+File only ([[operators]] tables, see docs/API.md):
+  operators               clinic = \"...\", key = \"...\" (16+ characters), one per clinic
 ";
 
 /// What the command line asked for.
@@ -183,6 +278,15 @@ pub fn load(
             "initial_estimate_bps",
             file.initial_estimate_bps.map(|n| n.to_string()),
         );
+        if let Some(c) = file.consults {
+            push("db_path", c.db_path.map(|p| p.display().to_string()));
+            push("token_secret", c.token_secret);
+            push("public_url", c.public_url);
+            push("allow_open_join", c.allow_open_join.map(|b| b.to_string()));
+        }
+        if let Some(operators) = file.operators {
+            config.operators = validate_operators(operators, &path)?;
+        }
         file_layers = file.video_layers;
         // File first, so env and command line override it.
         pairs.splice(0..0, file_pairs);
@@ -207,6 +311,38 @@ pub fn load(
             "initial_estimate_bps" => {
                 config.initial_estimate_bps = value.parse().map_err(|_| bad("number"))?
             }
+            "db_path" if value.trim().is_empty() => return Err(bad("file path")),
+            "db_path" => config.consults.db_path = PathBuf::from(value),
+            "token_secret" if source_name.starts_with("--") => {
+                return Err(ConfigError::Invalid {
+                    field: source_name,
+                    message: "not accepted on the command line, where other users see it \
+                              (ps); use CONSULT_TOKEN_SECRET or the config file"
+                        .into(),
+                })
+            }
+            "token_secret" => {
+                let chars = value.chars().count();
+                if chars < MIN_SECRET_CHARS {
+                    // Never echo the value: it is a secret, even a bad one.
+                    return Err(ConfigError::Invalid {
+                        field: format!("{source_name}: token_secret"),
+                        message: format!(
+                            "must be at least {MIN_SECRET_CHARS} characters, got {chars}"
+                        ),
+                    });
+                }
+                config.consults.token_secret = Some(Secret(value));
+            }
+            "public_url" => {
+                config.consults.public_url = Some(parse_public_url(&value).ok_or_else(|| {
+                    bad("URL (http:// or https://, a host, no query or fragment)")
+                })?)
+            }
+            "allow_open_join" => {
+                config.consults.allow_open_join =
+                    parse_bool(&value).ok_or_else(|| bad("boolean (1/0, true/false)"))?
+            }
             _ if source_name.starts_with("env") => {} // other CONSULT_* variables are not ours
             _ => return Err(ConfigError::UnknownOption(format!("--{key}"))),
         }
@@ -219,6 +355,75 @@ pub fn load(
         config.video_layers = layers;
     }
     Ok(Command::Run(Box::new(config)))
+}
+
+fn parse_bool(s: &str) -> Option<bool> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// `http(s)://host[:port][/path]`, returned without a trailing slash (links append `/?...`).
+fn parse_public_url(s: &str) -> Option<String> {
+    let s = s.trim().trim_end_matches('/');
+    let rest = s
+        .strip_prefix("http://")
+        .or_else(|| s.strip_prefix("https://"))?;
+    let host = rest.split('/').next().unwrap_or_default();
+    let ok = !host.is_empty() && !s.contains(['?', '#']) && s.chars().all(|c| c.is_ascii_graphic());
+    ok.then(|| s.to_string())
+}
+
+fn validate_operators(
+    operators: Vec<FileOperator>,
+    path: &str,
+) -> Result<Vec<OperatorConfig>, ConfigError> {
+    let mut out: Vec<OperatorConfig> = Vec::with_capacity(operators.len());
+    for (i, op) in operators.into_iter().enumerate() {
+        let invalid = |key: &str, message: String| ConfigError::Invalid {
+            field: format!("file {path}: operators[{i}].{key}"),
+            message,
+        };
+        let clinic = op.clinic.trim().to_string();
+        let clinic_chars = clinic.chars().count();
+        if clinic_chars == 0
+            || clinic_chars > MAX_CLINIC_CHARS
+            || clinic.chars().any(char::is_control)
+        {
+            return Err(invalid(
+                "clinic",
+                format!("must be 1 to {MAX_CLINIC_CHARS} characters without control characters"),
+            ));
+        }
+        if op.key.chars().count() < MIN_OPERATOR_KEY_CHARS
+            || !op.key.chars().all(|c| c.is_ascii_graphic())
+        {
+            // The key goes in an HTTP header: printable ASCII, no spaces.
+            return Err(invalid(
+                "key",
+                format!("must be at least {MIN_OPERATOR_KEY_CHARS} printable ASCII characters without spaces"),
+            ));
+        }
+        if let Some(j) = out.iter().position(|o| o.clinic == clinic) {
+            return Err(invalid(
+                "clinic",
+                format!("{clinic:?} is also operators[{j}]; one entry per clinic"),
+            ));
+        }
+        if let Some(j) = out.iter().position(|o| o.key.expose() == op.key) {
+            return Err(invalid(
+                "key",
+                format!("the same key as operators[{j}]; each clinic needs its own"),
+            ));
+        }
+        out.push(OperatorConfig {
+            clinic,
+            key: Secret(op.key),
+        });
+    }
+    Ok(out)
 }
 
 fn validate_layers(layers: &[VideoLayerConfig]) -> Result<(), ConfigError> {
@@ -257,6 +462,21 @@ fn validate_layers(layers: &[VideoLayerConfig]) -> Result<(), ConfigError> {
 }
 
 impl Config {
+    /// Base of the links handed out: the configured one, else from the HTTP address the
+    /// server is bound to (`localhost` for a loopback or unspecified address, which is right
+    /// only for a browser on this machine).
+    pub fn public_url(&self, http_bound: SocketAddr) -> String {
+        if let Some(url) = &self.consults.public_url {
+            return url.clone();
+        }
+        let ip = http_bound.ip();
+        if ip.is_loopback() || ip.is_unspecified() {
+            format!("http://localhost:{}", http_bound.port())
+        } else {
+            format!("http://{http_bound}")
+        }
+    }
+
     /// The address browsers are told to send media to.
     pub fn candidate_ip(&self, bound: SocketAddr) -> IpAddr {
         self.public_ip.unwrap_or(if bound.ip().is_unspecified() {
@@ -373,6 +593,181 @@ mod tests {
         let c = run("--config c.toml", &[], Some(file)).unwrap();
         assert_eq!(c.video_layers.len(), 2);
         assert_eq!(c.video_layers[1].max_bitrate, 300_000);
+    }
+
+    #[test]
+    fn consult_settings_from_file_env_and_command_line() {
+        let file = r#"
+[consults]
+db_path = "/var/lib/consult/db.sqlite"
+public_url = "https://consult.example.vn/"
+token_secret = "0123456789abcdef0123456789abcdef"
+
+[[operators]]
+clinic = "Tram y te Xa A"
+key = "key-of-clinic-a-0001"
+
+[[operators]]
+clinic = " Tram y te Xa B "
+key = "key-of-clinic-b-0002"
+"#;
+        let c = run("--config c.toml", &[], Some(file)).unwrap();
+        assert_eq!(
+            c.consults.db_path,
+            PathBuf::from("/var/lib/consult/db.sqlite")
+        );
+        assert_eq!(
+            c.consults.public_url.as_deref(),
+            Some("https://consult.example.vn")
+        );
+        assert_eq!(
+            c.consults.token_secret.as_ref().map(Secret::expose),
+            Some("0123456789abcdef0123456789abcdef")
+        );
+        assert!(!c.consults.allow_open_join);
+        assert_eq!(c.operators.len(), 2);
+        assert_eq!(c.operators[1].clinic, "Tram y te Xa B");
+        assert_eq!(c.operators[1].key.expose(), "key-of-clinic-b-0002");
+        assert!(
+            !format!("{c:?}").contains("key-of-clinic"),
+            "keys stay out of Debug"
+        );
+
+        let c = run(
+            "--config c.toml --db-path /tmp/x.sqlite",
+            &[
+                ("CONSULT_ALLOW_OPEN_JOIN", "1"),
+                ("CONSULT_PUBLIC_URL", "http://10.0.0.2:8080"),
+                ("CONSULT_DB_PATH", "/ignored.sqlite"),
+            ],
+            Some(file),
+        )
+        .unwrap();
+        assert!(c.consults.allow_open_join);
+        assert_eq!(c.consults.db_path, PathBuf::from("/tmp/x.sqlite"));
+        assert_eq!(
+            c.consults.public_url.as_deref(),
+            Some("http://10.0.0.2:8080")
+        );
+    }
+
+    #[test]
+    fn consult_defaults() {
+        let c = run("", &[], None).unwrap();
+        assert_eq!(c.consults.db_path, PathBuf::from("data/consults.sqlite"));
+        assert_eq!(c.consults.token_secret, None);
+        assert!(!c.consults.allow_open_join);
+        assert!(c.operators.is_empty());
+        let cases = [
+            ("127.0.0.1:8080", "http://localhost:8080"),
+            ("0.0.0.0:80", "http://localhost:80"),
+            ("[::1]:9000", "http://localhost:9000"),
+            ("10.1.2.3:8080", "http://10.1.2.3:8080"),
+        ];
+        for (bound, want) in cases {
+            assert_eq!(c.public_url(bound.parse().unwrap()), want);
+        }
+        let c = run("--public-url https://a.example/consult/", &[], None).unwrap();
+        assert_eq!(
+            c.public_url("127.0.0.1:1".parse().unwrap()),
+            "https://a.example/consult"
+        );
+    }
+
+    #[test]
+    fn bad_consult_settings_name_the_field() {
+        let op = |clinic: &str, key: &str| {
+            format!("[[operators]]\nclinic = \"{clinic}\"\nkey = \"{key}\"\n")
+        };
+        let key_a = "aaaaaaaaaaaaaaaa";
+        let key_b = "bbbbbbbbbbbbbbbb";
+        let dup_key = op("A", key_a) + &op("B", key_a);
+        let dup_clinic = op("A", key_a) + &op("A", key_b);
+        let short_key = op("A", "short");
+        let spaced_key = op("A", "has spaces in the key");
+        let empty_clinic = op("  ", key_a);
+        let long_clinic = op(&"x".repeat(65), key_a);
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>, &'a str);
+        let cases: &[Case] = &[
+            (
+                "",
+                &[("CONSULT_TOKEN_SECRET", "too-short")],
+                None,
+                "env CONSULT_TOKEN_SECRET: token_secret: must be at least 32",
+            ),
+            (
+                "",
+                &[("CONSULT_ALLOW_OPEN_JOIN", "maybe")],
+                None,
+                "allow_open_join",
+            ),
+            ("--public-url ftp://x", &[], None, "public_url"),
+            (
+                "--token-secret 0123456789abcdef0123456789abcdef",
+                &[],
+                None,
+                "--token-secret: not accepted on the command line",
+            ),
+            ("--public-url http://", &[], None, "public_url"),
+            ("--public-url http://a/?x=1", &[], None, "public_url"),
+            ("--db-path=", &[], None, "db_path"),
+            (
+                "--config c.toml",
+                &[],
+                Some("[consults]\ndb = \"x\""),
+                "unknown field",
+            ),
+            (
+                "--config c.toml",
+                &[],
+                Some("[[operators]]\nclinic = \"A\""),
+                "missing field `key`",
+            ),
+            (
+                "--config c.toml",
+                &[],
+                Some(&dup_key),
+                "operators[1].key: the same key as operators[0]",
+            ),
+            (
+                "--config c.toml",
+                &[],
+                Some(&dup_clinic),
+                "operators[1].clinic: \"A\" is also operators[0]",
+            ),
+            (
+                "--config c.toml",
+                &[],
+                Some(&short_key),
+                "operators[0].key: must be at least 16",
+            ),
+            (
+                "--config c.toml",
+                &[],
+                Some(&spaced_key),
+                "operators[0].key",
+            ),
+            (
+                "--config c.toml",
+                &[],
+                Some(&empty_clinic),
+                "operators[0].clinic",
+            ),
+            (
+                "--config c.toml",
+                &[],
+                Some(&long_clinic),
+                "operators[0].clinic: must be 1 to 64",
+            ),
+        ];
+        for (a, env, file, want) in cases {
+            let err = run(a, env, *file).unwrap_err().to_string();
+            assert!(
+                err.contains(want),
+                "{a} {env:?}: {err:?} should mention {want:?}"
+            );
+            assert!(!err.contains("too-short"), "secrets are not echoed: {err}");
+        }
     }
 
     #[test]

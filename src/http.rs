@@ -1,4 +1,5 @@
-//! HTTP routes: the web client's files, `/ws` signaling, `/metrics`, `/healthz`.
+//! HTTP routes: the web client's files, `/ws` signaling, the operator API under `/api/v1`,
+//! `/metrics`, `/healthz`.
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
@@ -12,7 +13,12 @@ use axum::Router;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 
-pub fn router(registry: Registry, metrics: Arc<Metrics>, web_root: PathBuf) -> Router {
+pub fn router(
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    web_root: PathBuf,
+    api: crate::api::ApiState,
+) -> Router {
     let web_root = Arc::new(web_root);
     let files = Router::new()
         .route("/", get(index))
@@ -25,6 +31,7 @@ pub fn router(registry: Registry, metrics: Arc<Metrics>, web_root: PathBuf) -> R
         .route("/metrics", get(render_metrics))
         .with_state(metrics)
         .route("/healthz", get(|| async { "ok\n" }))
+        .nest("/api/v1", crate::api::router(api))
         .merge(files)
 }
 

@@ -2,10 +2,13 @@
 //! port) and forwards RTP to the other participants of the consult without decoding.
 //!
 //! Pure logic (`config`, `demux`, `forward`) has no IO; `room` owns the `Rtc`s of one consult
-//! in one task; `udp`, `http`, `server` are the thin IO shell.
+//! in one task; `consult` keeps consults, invites and the audit trail in SQLite on a thread of
+//! its own; `api` is the operator API; `udp`, `http`, `server` are the thin IO shell.
 
 pub mod adapt;
+pub mod api;
 pub mod config;
+pub mod consult;
 pub mod demux;
 pub mod forward;
 pub mod http;

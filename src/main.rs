@@ -1,6 +1,6 @@
 use anyhow::Context;
 use consult_sfu::config::{self, Command};
-use consult_sfu::server::{self, Listeners, ServeOptions};
+use consult_sfu::server::{Listeners, ServeOptions, Server};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,14 +29,21 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async move {
         let listeners = Listeners::bind(&config).await?;
         let options = ServeOptions::from_config(&config, &listeners);
+        let (http, udp) = (listeners.http_addr(), listeners.udp_addr());
+        let public_url = options.store.public_url.clone();
+        let server = Server::start(listeners, options)
+            .await
+            .context("starting the server")?;
         // Scripts and tests wait for this line.
-        println!(
-            "CONSULT_READY http={} udp={}",
-            listeners.http_addr(),
-            listeners.udp_addr()
-        );
-        println!("Open http://{}/ in a browser", listeners.http_addr());
-        server::run(listeners, options, shutdown_signal()).await?;
+        println!("CONSULT_READY http={http} udp={udp}");
+        match server.dev_operator_link() {
+            Some(link) => {
+                println!("No operator configured: the local clinic's operator page is");
+                println!("  {link}");
+            }
+            None => println!("Operator page: {public_url}/operator.html"),
+        }
+        server.serve(shutdown_signal()).await?;
         tracing::info!("stopped");
         Ok(())
     })

@@ -10,8 +10,9 @@ use signaling::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::consult::{Consults, InviteError};
 use crate::ids::{ParticipantId, RoomId};
-use crate::room::{self, MediaPlane, RoomCommand, RoomHandle};
+use crate::room::{self, Admission, MediaPlane, RoomCommand, RoomHandle};
 
 #[derive(Clone)]
 pub struct Registry {
@@ -20,15 +21,20 @@ pub struct Registry {
 
 struct Inner {
     plane: Arc<MediaPlane>,
+    consults: Consults,
+    /// Join by room name without an invite (load tests and media tests only).
+    open_join: bool,
     rooms: Mutex<HashMap<RoomId, RoomHandle>>,
     next_participant: AtomicU64,
 }
 
 impl Registry {
-    pub fn new(plane: Arc<MediaPlane>) -> Self {
+    pub fn new(plane: Arc<MediaPlane>, consults: Consults, open_join: bool) -> Self {
         Self {
             inner: Arc::new(Inner {
                 plane,
+                consults,
+                open_join,
                 rooms: Mutex::new(HashMap::new()),
                 next_participant: AtomicU64::new(1),
             }),
@@ -65,6 +71,15 @@ impl Registry {
         out
     }
 
+    /// Ends a consult's room now (the consult was ended through the API): everyone in it is
+    /// told and disconnected. A consult with nobody in it has no room; nothing to do.
+    pub fn end_consult(&self, consult_id: &str) {
+        let handle = self.lock().get(&RoomId(consult_id.to_string())).cloned();
+        if let Some(h) = handle {
+            let _ = h.commands.send(RoomCommand::End);
+        }
+    }
+
     /// Closes every room (shutdown): rooms end when their command channel closes.
     pub fn close_all(&self) {
         self.lock().clear();
@@ -79,13 +94,18 @@ pub struct RoomLink {
 }
 
 impl ParticipantLink for RoomLink {
-    fn send(&mut self, message: ClientMessage) -> Result<(), ServerMessage> {
+    fn send(&mut self, message: ClientMessage) -> Result<(), Box<ServerMessage>> {
         self.commands
             .send(RoomCommand::Signal {
                 participant: self.participant,
                 message,
             })
-            .map_err(|_| ServerMessage::error(ErrorCode::Internal, "the consult has ended"))
+            .map_err(|_| {
+                Box::new(ServerMessage::error(
+                    ErrorCode::Internal,
+                    "the consult has ended",
+                ))
+            })
     }
 
     async fn closed(&mut self) {
@@ -110,22 +130,36 @@ impl RoomService for Registry {
         request: JoinRequest,
         outbox: mpsc::Sender<ServerMessage>,
     ) -> Result<RoomLink, JoinError> {
+        let admission = self.admission(request).await?;
         let participant =
             ParticipantId(self.inner.next_participant.fetch_add(1, Ordering::Relaxed));
         let (kick, kicked) = oneshot::channel();
         let (reply, replied) = oneshot::channel();
-        let room_id = RoomId(request.room.clone());
+        let room_id = admission.room.clone();
         let commands = {
             let mut rooms = self.lock();
             let handle = match rooms.get(&room_id) {
-                Some(h) if !h.commands.is_closed() => h.clone(),
-                _ => {
-                    if !request.role.may_open_room() {
-                        return Err(JoinError::UnknownRoom(request.room));
+                Some(h) if !h.commands.is_closed() => {
+                    if h.invited != admission.token_id.is_some() {
+                        // An open-join name that collides with a consult id, or the reverse.
+                        return Err(JoinError::Unauthorized(
+                            "this consult needs an invite link".into(),
+                        ));
                     }
+                    h.clone()
+                }
+                _ => {
+                    if admission.token_id.is_none() && !admission.role.may_open_room() {
+                        return Err(JoinError::UnknownRoom(room_id.0));
+                    }
+                    let consults = admission
+                        .token_id
+                        .is_some()
+                        .then(|| self.inner.consults.clone());
                     let handle = room::spawn(
                         room_id.clone(),
                         self.inner.plane.clone(),
+                        consults,
                         self.close_hook(room_id.clone()),
                     );
                     rooms.insert(room_id.clone(), handle.clone());
@@ -137,7 +171,7 @@ impl RoomService for Registry {
                 .commands
                 .send(RoomCommand::Join {
                     participant,
-                    request,
+                    admission,
                     outbox,
                     kick,
                     reply,
@@ -162,6 +196,50 @@ impl RoomService for Registry {
 }
 
 impl Registry {
+    /// Who may join where, from the invite (or, with open join, from the request itself).
+    async fn admission(&self, request: JoinRequest) -> Result<Admission, JoinError> {
+        match request {
+            JoinRequest::Invite { token } => {
+                let invite =
+                    self.inner
+                        .consults
+                        .verify_invite(&token)
+                        .await
+                        .map_err(|e| match e {
+                            InviteError::Ended => JoinError::ConsultEnded,
+                            InviteError::Store(_) => {
+                                tracing::error!("invite check failed: {e}");
+                                JoinError::Unavailable
+                            }
+                            other => JoinError::Unauthorized(other.to_string()),
+                        })?;
+                Ok(Admission {
+                    room: RoomId(invite.consult_id),
+                    name: invite.name,
+                    role: invite.role,
+                    lobby: invite.lobby,
+                    title: invite.title,
+                    token_id: Some(invite.token_id),
+                })
+            }
+            JoinRequest::Open { room, name, role } => {
+                if !self.inner.open_join {
+                    return Err(JoinError::Unauthorized(
+                        "this server admits only by invite link; ask the clinic for yours".into(),
+                    ));
+                }
+                Ok(Admission {
+                    room: RoomId(room),
+                    name,
+                    role,
+                    lobby: false,
+                    title: String::new(),
+                    token_id: None,
+                })
+            }
+        }
+    }
+
     /// The room asks to close when empty; it may only if no join is queued, checked under the
     /// same lock joins are sent under.
     fn close_hook(&self, room_id: RoomId) -> room::CloseHook {

@@ -1,5 +1,7 @@
-//! Wiring: the HTTP listener, the UDP media socket, the rooms. `run` serves until `shutdown`
-//! resolves; tests start it on port 0.
+//! Wiring: the HTTP listener, the UDP media socket, the consult store, the rooms. `run`
+//! serves until `shutdown` resolves; tests start it on port 0. `Server::start` then `serve`
+//! is the same in two steps, for callers that need the store or the dev operator link
+//! in between.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -9,7 +11,9 @@ use std::sync::Arc;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 
-use crate::config::Config;
+use crate::api::{ApiState, Operator};
+use crate::config::{Config, OperatorConfig, Secret};
+use crate::consult::{Consults, StoreError, StoreOptions};
 use crate::metrics::Metrics;
 use crate::registry::Registry;
 use crate::room::MediaPlane;
@@ -29,7 +33,19 @@ pub enum ServerError {
     },
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
+    /// Not a `source`: the message already carries the whole cause, once.
+    #[error("consult store: {0}")]
+    Store(StoreError),
 }
+
+impl From<StoreError> for ServerError {
+    fn from(e: StoreError) -> Self {
+        ServerError::Store(e)
+    }
+}
+
+/// The operator used when none is configured, for trying the server out on one machine.
+pub const DEV_CLINIC: &str = "Local clinic";
 
 /// Requested UDP socket buffer size (the kernel caps it at net.core.rmem_max / wmem_max).
 const UDP_BUFFER_BYTES: usize = 4 << 20;
@@ -88,6 +104,11 @@ pub struct ServeOptions {
     pub max_participants: usize,
     pub video_layers: Vec<signaling::VideoLayerConfig>,
     pub initial_estimate_bps: u64,
+    pub store: StoreOptions,
+    /// Empty: a local dev operator (`DEV_CLINIC`) with a key kept in the store.
+    pub operators: Vec<OperatorConfig>,
+    /// Join by room name without an invite (media load tests only).
+    pub allow_open_join: bool,
 }
 
 impl ServeOptions {
@@ -99,15 +120,119 @@ impl ServeOptions {
             max_participants: config.max_participants,
             video_layers: config.video_layers.clone(),
             initial_estimate_bps: config.initial_estimate_bps,
+            store: StoreOptions {
+                db_path: config.consults.db_path.clone(),
+                token_secret: config
+                    .consults
+                    .token_secret
+                    .as_ref()
+                    .map(|s| s.expose().to_string()),
+                public_url: config.public_url(listeners.http_addr()),
+            },
+            operators: config.operators.clone(),
+            allow_open_join: config.consults.allow_open_join,
         }
     }
 }
+
+/// Sockets bound and the consult store open: ready to serve.
+pub struct Server {
+    listeners: Listeners,
+    options: ServeOptions,
+    consults: Consults,
+    operators: Vec<Operator>,
+    dev_operator: bool,
+}
+
+impl Server {
+    pub async fn start(listeners: Listeners, options: ServeOptions) -> Result<Self, ServerError> {
+        let consults = Consults::open(options.store.clone()).await?;
+        let dev_operator = options.operators.is_empty();
+        let operators = if dev_operator {
+            let key = consults.dev_operator_key().await?;
+            vec![Operator {
+                clinic: DEV_CLINIC.into(),
+                key: Secret::new(key),
+            }]
+        } else {
+            options
+                .operators
+                .iter()
+                .map(|o| Operator {
+                    clinic: o.clinic.clone(),
+                    key: o.key.clone(),
+                })
+                .collect()
+        };
+        if options.allow_open_join {
+            tracing::warn!(
+                "OPEN JOIN IS ON: anyone who can reach this server can enter any room by its \
+                 name, without an invite. Only for media load tests; never on a server with \
+                 real consults."
+            );
+        }
+        tracing::info!(
+            db = %options.store.db_path.display(),
+            operators = operators.len(),
+            "consult store open"
+        );
+        Ok(Server {
+            listeners,
+            options,
+            consults,
+            operators,
+            dev_operator,
+        })
+    }
+
+    pub fn consults(&self) -> &Consults {
+        &self.consults
+    }
+
+    /// `<public_url>/operator.html#key=<key>`, when the local dev operator is in use (no
+    /// operator configured). The key is in the fragment, which browsers never send.
+    pub fn dev_operator_link(&self) -> Option<String> {
+        let op = self.operators.first().filter(|_| self.dev_operator)?;
+        Some(format!(
+            "{}/operator.html#key={}",
+            self.options.store.public_url,
+            op.key.expose()
+        ))
+    }
+
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        serve(self, shutdown).await
+    }
+}
+
+/// How long shutdown waits for queued audit and participation writes.
+const STORE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 pub async fn run(
     listeners: Listeners,
     options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    Server::start(listeners, options)
+        .await?
+        .serve(shutdown)
+        .await
+}
+
+async fn serve(
+    server: Server,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let Server {
+        listeners,
+        options,
+        consults,
+        operators,
+        ..
+    } = server;
     // Idempotent; str0m is built without a default provider (no `default-features`).
     str0m::crypto::from_feature_flags().install_process_default();
     let socket = Arc::new(listeners.udp);
@@ -122,9 +247,14 @@ pub async fn run(
         video_layers: options.video_layers,
         initial_estimate_bps: options.initial_estimate_bps,
     });
-    let registry = Registry::new(plane);
+    let registry = Registry::new(plane, consults.clone(), options.allow_open_join);
     let udp_task = tokio::spawn(udp::receive_loop(socket, demux_rx, metrics.clone()));
-    let app = crate::http::router(registry.clone(), metrics, options.web_root);
+    let api = ApiState {
+        consults: consults.clone(),
+        registry: registry.clone(),
+        operators: operators.into(),
+    };
+    let app = crate::http::router(registry.clone(), metrics, options.web_root, api);
     tracing::info!(candidate = %options.candidate_addr, "media plane ready");
     let result = axum::serve(listeners.http, app)
         .with_graceful_shutdown(shutdown)
@@ -133,5 +263,11 @@ pub async fn run(
     registry.close_all();
     drop(registry);
     udp_task.abort();
+    // Audit rows queued by the last requests and rooms are written before returning.
+    match tokio::time::timeout(STORE_FLUSH_TIMEOUT, consults.flush()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!("consult store at shutdown: {e}"),
+        Err(_) => tracing::error!("consult store still busy after {STORE_FLUSH_TIMEOUT:?}"),
+    }
     result
 }

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use consult_sfu::config::Config;
+use consult_sfu::config::{Config, ConsultsConfig};
 use consult_sfu::server::{self, Listeners, ServeOptions};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -20,14 +20,28 @@ struct TestServer {
     http: std::net::SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
+    db_dir: std::path::PathBuf,
 }
+
+static NEXT_DB: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 async fn start(max_participants: usize) -> TestServer {
     str0m::crypto::from_feature_flags().install_process_default();
+    // These tests join by room name (open join) and keep their store in a fresh temp folder.
+    let db_dir = std::env::temp_dir().join(format!(
+        "consult-signaling-{}-{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
     let config = Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         udp_addr: "127.0.0.1:0".parse().unwrap(),
         max_participants,
+        consults: ConsultsConfig {
+            db_path: db_dir.join("consults.sqlite"),
+            allow_open_join: true,
+            ..ConsultsConfig::default()
+        },
         ..Config::default()
     };
     let listeners = Listeners::bind(&config).await.unwrap();
@@ -45,6 +59,7 @@ async fn start(max_participants: usize) -> TestServer {
         http,
         stop: Some(stop),
         task,
+        db_dir,
     }
 }
 
@@ -78,6 +93,7 @@ impl TestServer {
             .await
             .expect("server stops on shutdown")
             .unwrap();
+        let _ = std::fs::remove_dir_all(&self.db_dir);
     }
 }
 

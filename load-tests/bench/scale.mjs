@@ -220,7 +220,9 @@ async function startJanus(t, work) {
 
 async function startTarget(t, work) {
   if (t.janus) return startJanus(t, work);
-  const child = spawn(t.bin, t.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Open join: the bots join by room name, not by invite (media only).
+  const env = { ...process.env, CONSULT_ALLOW_OPEN_JOIN: '1', CONSULT_DB_PATH: join(work, 'consults.sqlite') };
+  const child = spawn(t.bin, t.args, { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));

@@ -118,7 +118,7 @@ export async function startLab(profile, { tag = `cl${process.pid % 10000}`, dura
 
     const sfu = spawn('ip', ['netns', 'exec', nsSfu, SERVER_BIN, '--http-addr', `${ADDR_SFU}:0`,
       '--udp-addr', '0.0.0.0:0', '--public-ip', ADDR_SFU, '--web-root', join(REPO, 'web-client')],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONSULT_LOG: process.env.CONSULT_LOG || 'info,consult_sfu::room::adapt=debug' } });
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONSULT_ALLOW_OPEN_JOIN: '1', CONSULT_DB_PATH: join(mkdtempSync(join(tmpdir(), 'consult-lab-db-')), 'consults.sqlite'), CONSULT_LOG: process.env.CONSULT_LOG || 'info,consult_sfu::room::adapt=debug' } });
     cleanup.push(() => stopProc(sfu));
     lab.sfuPid = sfu.pid;
     lab.sfuLog = watch(sfu, 5000);

@@ -6,8 +6,8 @@ pub mod rate;
 pub mod service;
 
 pub use protocol::{
-    encode_server_message, parse_client_message, ClientMessage, ErrorCode, ParticipantInfo,
-    PauseReason, ProtocolError, Quality, Role, ServerMessage, TrackKind, VideoLayerConfig,
-    PROTOCOL_VERSION,
+    encode_server_message, parse_client_message, ClientMessage, CloseReason, ErrorCode,
+    ParticipantInfo, PauseReason, ProtocolError, Quality, Role, ServerMessage, TrackKind,
+    TrackSource, VideoLayerConfig, PROTOCOL_VERSION,
 };
 pub use service::{ws_handler, JoinError, JoinRequest, ParticipantLink, RoomService};

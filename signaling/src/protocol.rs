@@ -14,6 +14,9 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// Longest display name, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 
+/// Longest invite token, in bytes (a JWT with a 64-character name is about 400).
+pub const MAX_INVITE_BYTES: usize = 2048;
+
 /// Longest room name, in bytes (room names are ASCII).
 pub const MAX_ROOM_CHARS: usize = 64;
 
@@ -27,13 +30,47 @@ pub enum Role {
     Clinic,
     /// The patient, at the clinic or at home.
     Patient,
+    /// A trainee watching for tele-education: receives only, never publishes or chats.
+    Observer,
 }
 
 impl Role {
-    /// A patient waits for the clinic or the specialist to open the consult.
+    /// A patient waits for the clinic or the specialist to open the consult (open join only;
+    /// with invites the consult exists once the operator created it).
     pub fn may_open_room(self) -> bool {
         matches!(self, Role::Specialist | Role::Clinic)
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Specialist => "specialist",
+            Role::Clinic => "clinic",
+            Role::Patient => "patient",
+            Role::Observer => "observer",
+        }
+    }
+}
+
+/// Where a published track comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Microphone,
+    Camera,
+    /// A shared screen or window (content hint `detail`): high resolution, low frame rate.
+    Screen,
+}
+
+/// Why the server closes a participant's session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// Not admitted from the lobby.
+    Denied,
+    /// Removed by the clinic operator.
+    Removed,
+    /// The consult was ended (by the operator, in the consult or through the API).
+    ConsultEnded,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -47,14 +84,24 @@ pub enum TrackKind {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMessage {
+    /// Either `invite` (the signed token of an invite link) or, only on servers run with open
+    /// join for load tests, `room`, `name` and `role`.
     Join {
-        room: String,
-        name: String,
-        role: Role,
+        #[serde(default)]
+        invite: Option<String>,
+        #[serde(default)]
+        room: Option<String>,
+        #[serde(default)]
+        name: Option<String>,
+        #[serde(default)]
+        role: Option<Role>,
     },
-    /// The client's one offer, right after `joined`: its published tracks.
+    /// The client's one offer, right after `joined`: its published tracks. `screen_mid` names
+    /// a send-only video transceiver kept for screen sharing (started later with `share`).
     Offer {
         sdp: String,
+        #[serde(default)]
+        screen_mid: Option<String>,
     },
     /// The client's answer to a server offer.
     Answer {
@@ -79,6 +126,28 @@ pub enum ClientMessage {
         #[serde(default)]
         max_layer: Option<String>,
     },
+    /// Screen share on the `screen_mid` transceiver started or stopped.
+    Share {
+        active: bool,
+    },
+    /// Let a participant in from the lobby (clinic, specialist).
+    Admit {
+        participant_id: String,
+    },
+    /// Turn a participant in the lobby away (clinic, specialist).
+    Deny {
+        participant_id: String,
+    },
+    /// Remove a participant from the consult (clinic).
+    Remove {
+        participant_id: String,
+    },
+    /// Mute a participant's microphone (clinic); they may unmute themselves.
+    MuteParticipant {
+        participant_id: String,
+    },
+    /// End the consult for everyone (clinic).
+    EndConsult,
     Leave,
 }
 
@@ -91,6 +160,12 @@ impl ClientMessage {
             ClientMessage::Candidate { .. } => "candidate",
             ClientMessage::Mute { .. } => "mute",
             ClientMessage::SetPreference { .. } => "set_preference",
+            ClientMessage::Share { .. } => "share",
+            ClientMessage::Admit { .. } => "admit",
+            ClientMessage::Deny { .. } => "deny",
+            ClientMessage::Remove { .. } => "remove",
+            ClientMessage::MuteParticipant { .. } => "mute_participant",
+            ClientMessage::EndConsult => "end_consult",
             ClientMessage::Leave => "leave",
         }
     }
@@ -141,6 +216,10 @@ pub enum ServerMessage {
     Joined {
         participant_id: String,
         room: String,
+        /// The consult's title (empty for open-join rooms).
+        title: String,
+        /// Yourself, as the others see you (name and role come from the invite).
+        you: ParticipantInfo,
         participants: Vec<ParticipantInfo>,
         /// Simulcast encodings to publish camera video with.
         video_layers: Vec<VideoLayerConfig>,
@@ -150,6 +229,23 @@ pub enum ServerMessage {
     },
     Offer {
         sdp: String,
+    },
+    /// You wait in the lobby until the clinic or the specialist admits you (then `joined`)
+    /// or turns you away (then `closed`).
+    Lobby {
+        participant_id: String,
+        room: String,
+        title: String,
+        name: String,
+        role: Role,
+    },
+    /// Who waits in the lobby now; sent to those who may admit.
+    LobbyChanged {
+        waiting: Vec<ParticipantInfo>,
+    },
+    /// The server ends this session; the socket closes next.
+    Closed {
+        reason: CloseReason,
     },
     ParticipantJoined {
         participant: ParticipantInfo,
@@ -162,6 +258,7 @@ pub enum ServerMessage {
         participant_id: String,
         track_id: String,
         kind: TrackKind,
+        source: TrackSource,
         mid: String,
     },
     TrackUnpublished {
@@ -173,6 +270,9 @@ pub enum ServerMessage {
         participant_id: String,
         kind: TrackKind,
         muted: bool,
+        /// Who muted this participant, when it was not themselves (the clinic operator).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        by: Option<String>,
     },
     /// What this client now receives on a video subscription: `layer` is a rid, or null with
     /// `paused` saying why.
@@ -243,6 +343,13 @@ pub enum ErrorCode {
     BadCandidate,
     /// Too many messages in a short time.
     RateLimited,
+    /// The invite is missing, forged, expired or withdrawn.
+    Unauthorized,
+    /// Your role may not do this.
+    Forbidden,
+    ConsultEnded,
+    /// No such participant (admit, deny, remove, mute).
+    UnknownParticipant,
     /// The server failed; the message was not applied.
     Internal,
 }
@@ -262,6 +369,10 @@ impl ErrorCode {
             ErrorCode::BadSdp => "bad_sdp",
             ErrorCode::BadCandidate => "bad_candidate",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::ConsultEnded => "consult_ended",
+            ErrorCode::UnknownParticipant => "unknown_participant",
             ErrorCode::Internal => "internal",
         }
     }
@@ -305,6 +416,12 @@ const KNOWN_TYPES: &[&str] = &[
     "candidate",
     "mute",
     "set_preference",
+    "share",
+    "admit",
+    "deny",
+    "remove",
+    "mute_participant",
+    "end_consult",
     "leave",
 ];
 
@@ -344,7 +461,26 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
 
 fn validate(message: &ClientMessage) -> Result<(), String> {
     match message {
-        ClientMessage::Join { room, name, .. } => {
+        ClientMessage::Join {
+            invite: Some(invite),
+            room: None,
+            name: None,
+            role: None,
+        } => {
+            if invite.is_empty() || invite.len() > MAX_INVITE_BYTES {
+                return Err(format!("invite must be 1 to {MAX_INVITE_BYTES} bytes"));
+            }
+            Ok(())
+        }
+        ClientMessage::Join {
+            invite: Some(_), ..
+        } => Err("give either invite, or room, name and role; not both".into()),
+        ClientMessage::Join {
+            invite: None,
+            room: Some(room),
+            name: Some(name),
+            role: Some(_),
+        } => {
             validate_room(room)?;
             let name = name.trim();
             if name.is_empty() {
@@ -358,7 +494,10 @@ fn validate(message: &ClientMessage) -> Result<(), String> {
             }
             Ok(())
         }
-        ClientMessage::Offer { sdp } | ClientMessage::Answer { sdp } => {
+        ClientMessage::Join { .. } => {
+            Err("missing invite (open the invite link you were given)".into())
+        }
+        ClientMessage::Offer { sdp, .. } | ClientMessage::Answer { sdp } => {
             if sdp.trim().is_empty() {
                 Err("sdp must not be empty".into())
             } else {
@@ -371,9 +510,23 @@ fn validate(message: &ClientMessage) -> Result<(), String> {
         } if !["q", "h", "f"].contains(&layer.as_str()) => {
             Err(format!("max_layer must be q, h or f, not {layer:?}"))
         }
+        ClientMessage::Admit { participant_id }
+        | ClientMessage::Deny { participant_id }
+        | ClientMessage::Remove { participant_id }
+        | ClientMessage::MuteParticipant { participant_id }
+            if participant_id.is_empty() || participant_id.len() > 32 =>
+        {
+            Err("participant_id must be 1 to 32 characters".into())
+        }
         ClientMessage::Candidate { .. }
         | ClientMessage::Mute { .. }
         | ClientMessage::SetPreference { .. }
+        | ClientMessage::Share { .. }
+        | ClientMessage::Admit { .. }
+        | ClientMessage::Deny { .. }
+        | ClientMessage::Remove { .. }
+        | ClientMessage::MuteParticipant { .. }
+        | ClientMessage::EndConsult
         | ClientMessage::Leave => Ok(()),
     }
 }
@@ -414,15 +567,44 @@ mod tests {
             (
                 r#"{"v":1,"type":"join","room":"consult-42","name":"Dr Lan","role":"specialist"}"#,
                 ClientMessage::Join {
-                    room: "consult-42".into(),
-                    name: "Dr Lan".into(),
-                    role: Role::Specialist,
+                    invite: None,
+                    room: Some("consult-42".into()),
+                    name: Some("Dr Lan".into()),
+                    role: Some(Role::Specialist),
                 },
+            ),
+            (
+                r#"{"v":1,"type":"join","invite":"eyJ.a.b"}"#,
+                ClientMessage::Join {
+                    invite: Some("eyJ.a.b".into()),
+                    room: None,
+                    name: None,
+                    role: None,
+                },
+            ),
+            (
+                r#"{"v":1,"type":"admit","participant_id":"p5"}"#,
+                ClientMessage::Admit {
+                    participant_id: "p5".into(),
+                },
+            ),
+            (
+                r#"{"v":1,"type":"offer","sdp":"v=0\r\n","screen_mid":"2"}"#,
+                ClientMessage::Offer {
+                    sdp: "v=0\r\n".into(),
+                    screen_mid: Some("2".into()),
+                },
+            ),
+            (r#"{"v":1,"type":"end_consult"}"#, ClientMessage::EndConsult),
+            (
+                r#"{"v":1,"type":"share","active":true}"#,
+                ClientMessage::Share { active: true },
             ),
             (
                 r#"{"v":1,"type":"offer","sdp":"v=0\r\n"}"#,
                 ClientMessage::Offer {
                     sdp: "v=0\r\n".into(),
+                    screen_mid: None,
                 },
             ),
             (
@@ -478,6 +660,21 @@ mod tests {
                 r#"{"v":1,"type":"join","room":"x","name":"a","role":"admin"}"#,
                 ErrorCode::InvalidMessage,
             ),
+            (r#"{"v":1,"type":"join"}"#, ErrorCode::InvalidMessage),
+            (
+                r#"{"v":1,"type":"join","invite":""}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (
+                r#"{"v":1,"type":"join","invite":"t","room":"x","name":"a","role":"patient"}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (r#"{"v":1,"type":"admit"}"#, ErrorCode::InvalidMessage),
+            (
+                r#"{"v":1,"type":"remove","participant_id":""}"#,
+                ErrorCode::InvalidMessage,
+            ),
+            (r#"{"v":1,"type":"share"}"#, ErrorCode::InvalidMessage),
             (
                 r#"{"v":1,"type":"join","room":"Bad Room","name":"a","role":"patient"}"#,
                 ErrorCode::InvalidMessage,

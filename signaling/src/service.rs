@@ -24,10 +24,15 @@ pub const OUTBOX_CAPACITY: usize = 256;
 
 /// A validated join request.
 #[derive(Debug, Clone)]
-pub struct JoinRequest {
-    pub room: String,
-    pub name: String,
-    pub role: Role,
+pub enum JoinRequest {
+    /// The signed token from an invite link: it names the consult, the name and the role.
+    Invite { token: String },
+    /// By room name, without an invite: only on servers run with open join (load tests).
+    Open {
+        room: String,
+        name: String,
+        role: Role,
+    },
 }
 
 /// Why a join was refused.
@@ -39,6 +44,10 @@ pub enum JoinError {
     RoomFull(usize),
     #[error("the server is shutting down")]
     Unavailable,
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("this consult has ended")]
+    ConsultEnded,
 }
 
 impl JoinError {
@@ -47,6 +56,8 @@ impl JoinError {
             JoinError::UnknownRoom(_) => ErrorCode::UnknownRoom,
             JoinError::RoomFull(_) => ErrorCode::RoomFull,
             JoinError::Unavailable => ErrorCode::Internal,
+            JoinError::Unauthorized(_) => ErrorCode::Unauthorized,
+            JoinError::ConsultEnded => ErrorCode::ConsultEnded,
         }
     }
 }
@@ -55,7 +66,7 @@ impl JoinError {
 pub trait ParticipantLink: Send + 'static {
     /// Hands a message (anything but `join`) to the room. Problems the room finds later come
     /// back through the outbox as `error` messages.
-    fn send(&mut self, message: ClientMessage) -> Result<(), ServerMessage>;
+    fn send(&mut self, message: ClientMessage) -> Result<(), Box<ServerMessage>>;
 
     /// Resolves when the room has dropped this participant (media failed, server shutdown).
     fn closed(&mut self) -> impl Future<Output = ()> + Send;
@@ -149,11 +160,30 @@ pub async fn serve_connection<S: RoomService>(socket: WebSocket, service: S) {
             }
         };
         match (&mut link, message) {
-            (None, ClientMessage::Join { room, name, role }) => {
-                let request = JoinRequest {
+            (
+                None,
+                ClientMessage::Join {
+                    invite,
                     room,
-                    name: name.trim().to_string(),
+                    name,
                     role,
+                },
+            ) => {
+                // parse_client_message guarantees either an invite or all three fields.
+                let request = match (invite, room, name, role) {
+                    (Some(token), ..) => JoinRequest::Invite { token },
+                    (None, Some(room), Some(name), Some(role)) => JoinRequest::Open {
+                        room,
+                        name: name.trim().to_string(),
+                        role,
+                    },
+                    _ => {
+                        reply(ServerMessage::error(
+                            ErrorCode::InvalidMessage,
+                            "join needs an invite",
+                        ));
+                        continue;
+                    }
                 };
                 match service.join(request, outbox.clone()).await {
                     Ok(joined) => link = Some(joined),
@@ -180,10 +210,10 @@ pub async fn serve_connection<S: RoomService>(socket: WebSocket, service: S) {
             (Some(_), ClientMessage::Leave) => break,
             (Some(joined), other) => {
                 if let Err(err) = joined.send(other) {
-                    if let ServerMessage::Error { code, .. } = &err {
+                    if let ServerMessage::Error { code, .. } = &*err {
                         service.on_client_error(*code);
                     }
-                    reply(err);
+                    reply(*err);
                 }
             }
         }

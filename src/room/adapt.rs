@@ -85,7 +85,9 @@ impl Room {
                     let ladder = ladders.iter().find(|(t, _)| *t == x.track)?.1.clone();
                     Some(VideoInput {
                         key: x.track.clone(),
-                        priority: if Some(x.track.publisher) == speaker {
+                        priority: if x.source == signaling::TrackSource::Screen {
+                            Priority::Share
+                        } else if Some(x.track.publisher) == speaker {
                             Priority::ActiveSpeaker
                         } else {
                             Priority::Normal

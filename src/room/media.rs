@@ -70,6 +70,10 @@ impl Room {
             .inc_by(packet.payload.len() as u64);
         let publication = &mut publisher.publications[pub_index];
         let kind = publication.kind;
+        if kind == MediaKind::Audio && publisher.audio_muted {
+            // Muted (by themselves or by the operator): nothing of the microphone goes out.
+            return;
+        }
         let track = publication.track.clone();
         let layer = &mut publication.layers[spatial as usize];
         layer
@@ -111,7 +115,12 @@ impl Room {
                 continue;
             }
             let s = &mut self.participants[j];
-            let Some(sub) = s.subscriptions.iter_mut().find(|x| x.track == track) else {
+            // A stopped share restarted can leave an old subscription stopping beside the new.
+            let Some(sub) = s
+                .subscriptions
+                .iter_mut()
+                .find(|x| x.track == track && x.open_mid().is_some())
+            else {
                 continue;
             };
             let Some(mid) = sub.open_mid() else { continue };
@@ -223,6 +232,7 @@ impl Room {
                 write = write.vp8_patch(patch);
             }
             stream.write_rtp(write);
+            s.rx_bytes += packet.payload.len() as u64;
             self.plane.metrics.rtp_packets_out.inc();
             self.plane
                 .metrics

@@ -3,19 +3,21 @@
 //! the atomic metrics.
 
 mod adapt;
+mod channel;
+mod consult;
 mod media;
 mod negotiation;
 pub mod participant;
+pub mod participation;
+pub mod permission;
 pub mod snapshot;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use signaling::{
-    ClientMessage, ErrorCode, JoinError, JoinRequest, ServerMessage, VideoLayerConfig,
-};
+use signaling::{ClientMessage, ErrorCode, JoinError, Role, ServerMessage, VideoLayerConfig};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::media::{KeyframeRequest, MediaKind, Mid};
 use str0m::net::{Protocol, Receive};
@@ -25,6 +27,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, info, info_span, warn, Instrument};
 
+use crate::consult::Consults;
 use crate::forward::codec::VideoCodec;
 use crate::ids::{ParticipantId, RoomId};
 use crate::metrics::Metrics;
@@ -43,10 +46,23 @@ pub struct MediaPlane {
     pub initial_estimate_bps: u64,
 }
 
+/// Who joins, as the invite (or an open-join request) says.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub room: RoomId,
+    pub name: String,
+    pub role: Role,
+    /// Wait in the lobby until admitted.
+    pub lobby: bool,
+    pub title: String,
+    /// The invite's token id; `None` for open join.
+    pub token_id: Option<String>,
+}
+
 pub enum RoomCommand {
     Join {
         participant: ParticipantId,
-        request: JoinRequest,
+        admission: Admission,
         outbox: mpsc::Sender<ServerMessage>,
         kick: oneshot::Sender<()>,
         reply: oneshot::Sender<Result<(), JoinError>>,
@@ -61,12 +77,16 @@ pub enum RoomCommand {
     Snapshot {
         reply: oneshot::Sender<snapshot::RoomSnapshot>,
     },
+    /// The consult was ended through the API.
+    End,
 }
 
 /// The registry's view of a running room.
 #[derive(Debug, Clone)]
 pub struct RoomHandle {
     pub commands: mpsc::UnboundedSender<RoomCommand>,
+    /// A consult joined by invite (not an open-join room).
+    pub invited: bool,
 }
 
 /// Called by the room when it has no participants left; returns false if a command arrived
@@ -80,6 +100,10 @@ enum Work {
     Rtp(ParticipantId, RtpPacket),
     KeyframeRequest(ParticipantId, KeyframeRequest),
     MediaAdded(ParticipantId, Mid, MediaKind),
+    /// Chat or an image chunk on a participant's data channel.
+    ChannelData(ParticipantId, str0m::channel::ChannelData),
+    /// A participant's channel buffer drained: held-back image acks may go out.
+    ChannelDrained,
 }
 
 pub struct Room {
@@ -94,10 +118,30 @@ pub struct Room {
     paused_subscriptions: usize,
     speakers: crate::adapt::speaker::SpeakerDetector<ParticipantId>,
     active_speaker: Option<ParticipantId>,
+    /// Who waits in the lobby, in order of arrival.
+    waiting: Vec<consult::Waiting>,
+    title: String,
+    /// The consult store, for rooms joined by invite (audit, participation, revocation).
+    consults: Option<Consults>,
+    next_sample: Instant,
+    /// Set once the consult ended: the room closes when everyone is gone.
+    ended: bool,
+    transfers: Vec<channel::Transfer>,
+    next_relay_id: u32,
+    relay_buf: Vec<u8>,
 }
 
+/// Due str0m timeouts handled inside one `drive` (see there).
+const MAX_DUE_ROUNDS: u32 = 64;
+
 /// Starts a room task.
-pub fn spawn(id: RoomId, plane: Arc<MediaPlane>, on_empty: CloseHook) -> RoomHandle {
+pub fn spawn(
+    id: RoomId,
+    plane: Arc<MediaPlane>,
+    consults: Option<Consults>,
+    on_empty: CloseHook,
+) -> RoomHandle {
+    let invited = consults.is_some();
     let (commands_tx, commands_rx) = mpsc::unbounded_channel();
     let (datagram_tx, datagram_rx) = mpsc::channel(DATAGRAM_QUEUE);
     let span = info_span!("room", room = %id.0);
@@ -112,6 +156,14 @@ pub fn spawn(id: RoomId, plane: Arc<MediaPlane>, on_empty: CloseHook) -> RoomHan
         paused_subscriptions: 0,
         speakers: Default::default(),
         active_speaker: None,
+        waiting: Vec::new(),
+        title: String::new(),
+        consults,
+        next_sample: Instant::now(),
+        ended: false,
+        transfers: Vec::new(),
+        next_relay_id: 0,
+        relay_buf: Vec::with_capacity(channel::CHUNK + channel::HEADER),
     };
     room.plane.metrics.rooms.inc();
     tokio::spawn(
@@ -120,6 +172,7 @@ pub fn spawn(id: RoomId, plane: Arc<MediaPlane>, on_empty: CloseHook) -> RoomHan
     );
     RoomHandle {
         commands: commands_tx,
+        invited,
     }
 }
 
@@ -135,7 +188,8 @@ impl Room {
         loop {
             // Closing needs an empty command queue (checked under the registry lock, so no
             // join can slip in); with commands still queued, handle them and ask again.
-            if self.participants.is_empty() && had_participants && on_empty(&mut commands) {
+            let empty = self.participants.is_empty() && self.waiting.is_empty();
+            if empty && had_participants && on_empty(&mut commands) {
                 break;
             }
             let deadline = self.next_timeout();
@@ -144,7 +198,8 @@ impl Room {
                 command = commands.recv() => match command {
                     Some(command) => {
                         self.handle_command(command);
-                        had_participants |= !self.participants.is_empty();
+                        had_participants |=
+                            !self.participants.is_empty() || !self.waiting.is_empty();
                     }
                     None => break,
                 },
@@ -162,7 +217,9 @@ impl Room {
             }
             self.reap();
         }
+        let now = SystemTime::now();
         for p in std::mem::take(&mut self.participants) {
+            self.record_participation(&p, now);
             self.forget(&p);
         }
         self.plane
@@ -185,7 +242,7 @@ impl Room {
             .iter()
             .map(|p| p.next_timeout)
             .chain(throttles)
-            .chain([self.next_adapt, self.next_quality])
+            .chain([self.next_adapt, self.next_quality, self.next_sample])
             .min()
             .unwrap_or(idle)
             .min(idle)
@@ -199,12 +256,12 @@ impl Room {
         match command {
             RoomCommand::Join {
                 participant,
-                request,
+                admission,
                 outbox,
                 kick,
                 reply,
             } => {
-                let result = self.join(participant, request, outbox, kick);
+                let result = self.arrive(participant, admission, outbox, kick);
                 let _ = reply.send(result);
             }
             RoomCommand::Signal {
@@ -212,6 +269,12 @@ impl Room {
                 message,
             } => {
                 let Some(i) = self.index(participant) else {
+                    if let Some(w) = self.waiting.iter().find(|w| w.id == participant) {
+                        w.send(ServerMessage::error(
+                            ErrorCode::WrongState,
+                            "you are waiting in the lobby; you can send this once admitted",
+                        ));
+                    }
                     return;
                 };
                 if let Err((code, text)) = self.handle_signal(i, message) {
@@ -224,18 +287,22 @@ impl Room {
             RoomCommand::Leave { participant } => {
                 if let Some(i) = self.index(participant) {
                     self.remove(i, "left");
+                } else {
+                    self.leave_lobby(participant);
                 }
             }
+            RoomCommand::End => self.end_consult(None),
             RoomCommand::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot(Instant::now()));
             }
         }
     }
 
+    /// Admits a participant into the call: their `Rtc`, `joined`, and the others told.
     fn join(
         &mut self,
         id: ParticipantId,
-        request: JoinRequest,
+        admission: Admission,
         outbox: mpsc::Sender<ServerMessage>,
         kick: oneshot::Sender<()>,
     ) -> Result<(), JoinError> {
@@ -246,8 +313,15 @@ impl Room {
         let (rtc, ufrag) = self.new_rtc(id, VideoCodec::Vp8, now);
         let participant = Participant {
             id,
-            name: request.name,
-            role: request.role,
+            name: admission.name,
+            role: admission.role,
+            token_id: admission.token_id,
+            joined_at: SystemTime::now(),
+            rx_bytes: 0,
+            log: Default::default(),
+            screen_mid: None,
+            sharing: false,
+            channel: None,
             audio_muted: false,
             video_muted: false,
             outbox,
@@ -274,6 +348,8 @@ impl Room {
         participant.send(ServerMessage::Joined {
             participant_id: id.to_string(),
             room: self.id.0.clone(),
+            title: self.title.clone(),
+            you: participant.info(),
             participants: self.participants.iter().map(Participant::info).collect(),
             video_layers: self.plane.video_layers.clone(),
         });
@@ -284,8 +360,13 @@ impl Room {
             });
         }
         info!(participant = %id, role = ?participant.role, "joined");
+        let (name, role) = (participant.name.clone(), participant.role);
         self.participants.push(participant);
         self.plane.metrics.participants.inc();
+        self.audit(crate::consult::AuditAction::Joined, &name, Some(role), None);
+        if permission::may(role, permission::Action::Admit) {
+            self.send_lobby_to(self.participants.len() - 1);
+        }
         Ok(())
     }
 
@@ -309,6 +390,7 @@ impl Room {
         let mut rtc = builder
             .enable_bwe(Some(Bitrate::bps(self.plane.initial_estimate_bps)))
             .set_stats_interval(Some(Duration::from_secs(1)))
+            .set_sctp_max_buffered_amount(channel::SCTP_BUFFER)
             .build(now);
         let candidate = Candidate::host(self.plane.candidate_addr, "udp")
             .expect("invariant: the candidate address is a bound UDP socket address");
@@ -331,7 +413,17 @@ impl Room {
         message: ClientMessage,
     ) -> Result<(), (ErrorCode, String)> {
         match message {
-            ClientMessage::Offer { sdp } => {
+            ClientMessage::Offer { sdp, screen_mid } => {
+                if let Some(mid) = screen_mid {
+                    if !permission::may(self.participants[i].role, permission::Action::ShareScreen)
+                    {
+                        return Err((
+                            ErrorCode::Forbidden,
+                            "your role may not share a screen".into(),
+                        ));
+                    }
+                    self.participants[i].screen_mid = Some(Mid::from(mid.as_str()));
+                }
                 self.accept_offer(i, &sdp)?;
                 self.drive(i);
                 self.subscribe_to_existing(i);
@@ -370,8 +462,25 @@ impl Room {
                         participant_id: id.clone(),
                         kind,
                         muted,
+                        by: None,
                     });
                 }
+                Ok(())
+            }
+            ClientMessage::Share { active } => self.share(i, active),
+            ClientMessage::Admit { participant_id } => self.admit(i, &participant_id),
+            ClientMessage::Deny { participant_id } => self.deny(i, &participant_id),
+            ClientMessage::Remove { participant_id } => self.remove_by(i, &participant_id),
+            ClientMessage::MuteParticipant { participant_id } => self.mute_by(i, &participant_id),
+            ClientMessage::EndConsult => {
+                if !permission::may(self.participants[i].role, permission::Action::EndConsult) {
+                    return Err((
+                        ErrorCode::Forbidden,
+                        "only the clinic operator may end the consult".into(),
+                    ));
+                }
+                let by = self.participants[i].id;
+                self.end_consult(Some(by));
                 Ok(())
             }
             ClientMessage::SetPreference {
@@ -438,6 +547,10 @@ impl Room {
             self.next_quality = now + adapt::QUALITY_INTERVAL;
             self.update_quality();
         }
+        if now >= self.next_sample {
+            self.next_sample = now + consult::SAMPLE_INTERVAL;
+            self.sample_participation(now);
+        }
         self.process_work();
     }
 
@@ -445,6 +558,11 @@ impl Room {
     /// work that concerns other participants.
     fn drive(&mut self, i: usize) {
         let p = &mut self.participants[i];
+        // str0m's pacer releases one packet per timeout round and then asks for a timeout
+        // that is already due. Waiting for the room's timer (tokio's 1 ms wheel) for each of
+        // them delayed a keyframe's packets by milliseconds; feed due timeouts at once, a
+        // bounded number of times so one participant cannot starve the room.
+        let mut due_rounds = 0;
         loop {
             if !p.rtc.is_alive() {
                 p.next_timeout = Instant::now();
@@ -461,7 +579,15 @@ impl Room {
             match output {
                 Output::Timeout(t) => {
                     p.next_timeout = t;
-                    return;
+                    let now = Instant::now();
+                    if t > now || due_rounds >= MAX_DUE_ROUNDS {
+                        return;
+                    }
+                    due_rounds += 1;
+                    if let Err(e) = p.rtc.handle_input(Input::Timeout(now)) {
+                        debug!("timeout input: {e}");
+                        return;
+                    }
                 }
                 Output::Transmit(t) => {
                     if self
@@ -496,6 +622,19 @@ impl Room {
                         }
                     }
                     Event::Connected => info!(participant = %p.id, "media connected"),
+                    Event::ChannelOpen(id, label) if label == channel::LABEL => {
+                        p.channel = Some(id);
+                        if let Some(mut ch) = p.rtc.channel(id) {
+                            ch.set_buffered_amount_low_threshold(channel::ACK_HIGH / 2);
+                        }
+                    }
+                    Event::ChannelData(data) => {
+                        self.work.push_back(Work::ChannelData(p.id, data));
+                    }
+                    Event::ChannelBufferedAmountLow(_) => {
+                        self.work.push_back(Work::ChannelDrained);
+                    }
+                    Event::ChannelClose(id) if p.channel == Some(id) => p.channel = None,
                     Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
                         let new = estimate.as_u64();
                         // A falling estimate is acted on at once, not at the next tick.
@@ -526,12 +665,17 @@ impl Room {
                     let simulcast = false; // only reached for media not in the client's offer
                     self.publish(from, mid, kind, simulcast)
                 }
+                Work::ChannelData(from, data) => {
+                    self.on_channel_data(from, data.binary, &data.data)
+                }
+                Work::ChannelDrained => self.ack_transfers(),
             }
         }
     }
 
     /// Drops participants whose media died or who stopped reading signaling.
     fn reap(&mut self) {
+        self.reap_lobby();
         let now = Instant::now();
         let mut i = 0;
         while i < self.participants.len() {
@@ -558,7 +702,16 @@ impl Room {
     fn remove(&mut self, i: usize, reason: &str) {
         let mut p = self.participants.remove(i);
         info!(participant = %p.id, reason, "removed");
-        if reason != "left" {
+        self.record_participation(&p, SystemTime::now());
+        if reason != "removed" && reason != "consult ended" {
+            self.audit(
+                crate::consult::AuditAction::Left,
+                &p.name,
+                Some(p.role),
+                (reason != "left").then(|| reason.to_string()),
+            );
+        }
+        if !matches!(reason, "left" | "removed" | "consult ended") {
             p.send(ServerMessage::error(
                 ErrorCode::Internal,
                 format!("you were disconnected: {reason}"),
@@ -567,6 +720,7 @@ impl Room {
         p.rtc.disconnect();
         self.forget(&p);
         self.speakers.remove(&p.id);
+        self.channel_participant_left(p.id);
         self.unpublish_all(p.id);
         let id = p.id.to_string();
         for other in &self.participants {

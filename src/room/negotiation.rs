@@ -1,12 +1,13 @@
 //! Publications, subscriptions and SDP. The client offers once (what it publishes); after that
 //! only the server offers, one outstanding offer per participant, so offers never cross.
 
-use signaling::{ErrorCode, ServerMessage};
+use signaling::{ErrorCode, ServerMessage, TrackSource};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{info, warn};
 
 use super::participant::{track_kind, Publication, Subscription, SubscriptionState};
+use super::permission;
 use super::Room;
 use crate::forward::codec::VideoCodec;
 use crate::ids::{ParticipantId, TrackId};
@@ -129,6 +130,15 @@ impl Room {
         {
             return; // already published when its offer was accepted
         }
+        if !permission::may(self.participants[i].role, permission::Action::Publish) {
+            warn!(participant = %from, %mid, "refused a track from a receive-only role");
+            self.participants[i].send(ServerMessage::error(
+                ErrorCode::Forbidden,
+                "observers receive only; the track you offered is not forwarded",
+            ));
+            return;
+        }
+        let source = self.participants[i].source_of(mid, kind);
         let track = TrackId {
             publisher: from,
             mid,
@@ -138,37 +148,55 @@ impl Room {
             .publications
             .push(Publication::new(track.clone(), kind, simulcast));
         self.plane.metrics.tracks.inc();
+        if source == TrackSource::Screen {
+            return; // offered to others when the share starts
+        }
         for (j, s) in self.participants.iter_mut().enumerate() {
             if j != i {
-                s.subscriptions.push(Subscription::new(track.clone(), kind));
+                s.subscriptions
+                    .push(Subscription::new(track.clone(), kind, source));
             }
         }
     }
 
     /// A participant that just offered subscribes to what the others already publish.
     pub(super) fn subscribe_to_existing(&mut self, i: usize) {
-        let existing: Vec<(TrackId, MediaKind)> = self
+        let existing: Vec<(TrackId, MediaKind, TrackSource)> = self
             .participants
             .iter()
             .enumerate()
             .filter(|(j, _)| *j != i)
-            .flat_map(|(_, p)| p.publications.iter().map(|p| (p.track.clone(), p.kind)))
+            .flat_map(|(_, p)| {
+                p.publications
+                    .iter()
+                    .map(|x| (x.track.clone(), x.kind, p.source_of(x.track.mid, x.kind)))
+                    .filter(|(_, _, source)| *source != TrackSource::Screen || p.sharing)
+            })
             .collect();
         let p = &mut self.participants[i];
-        for (track, kind) in existing {
+        for (track, kind, source) in existing {
             if !p.subscriptions.iter().any(|s| s.track == track) {
-                p.subscriptions.push(Subscription::new(track, kind));
+                p.subscriptions.push(Subscription::new(track, kind, source));
             }
         }
     }
 
     /// The publisher left: its tracks go from every subscriber.
     pub(super) fn unpublish_all(&mut self, publisher: ParticipantId) {
+        self.unpublish_where(publisher, |_| true);
+    }
+
+    /// One track goes from every subscriber (a screen share stopped).
+    pub(super) fn unpublish(&mut self, track: &TrackId) {
+        self.unpublish_where(track.publisher, |t| t == track);
+    }
+
+    fn unpublish_where(&mut self, publisher: ParticipantId, matches: impl Fn(&TrackId) -> bool) {
         let publisher_id = publisher.to_string();
         for s in &mut self.participants {
             let mut gone = Vec::new();
             s.subscriptions.retain_mut(|sub| {
-                if sub.track.publisher != publisher {
+                if sub.track.publisher != publisher || !matches(&sub.track) {
                     return true;
                 }
                 match sub.state {
@@ -205,7 +233,7 @@ impl Room {
             return;
         }
         let mut api = p.rtc.sdp_api();
-        let mut added = Vec::new();
+        let mut added: Vec<(TrackId, MediaKind, TrackSource, Mid)> = Vec::new();
         for s in &mut p.subscriptions {
             match s.state {
                 SubscriptionState::ToOpen => {
@@ -218,7 +246,7 @@ impl Room {
                         None,
                     );
                     s.state = SubscriptionState::Negotiating(mid);
-                    added.push((s.track.clone(), s.kind, mid));
+                    added.push((s.track.clone(), s.kind, s.source, mid));
                 }
                 SubscriptionState::ToStop(mid) => {
                     api.stop_media(mid);
@@ -235,11 +263,12 @@ impl Room {
         p.send(ServerMessage::Offer {
             sdp: offer.to_sdp_string(),
         });
-        for (track, kind, mid) in added {
+        for (track, kind, source, mid) in added {
             p.send(ServerMessage::TrackPublished {
                 participant_id: track.publisher.to_string(),
                 track_id: track.to_string(),
                 kind: track_kind(kind),
+                source,
                 mid: mid.to_string(),
             });
         }

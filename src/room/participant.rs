@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use signaling::{ParticipantInfo, Quality, Role, ServerMessage, TrackKind};
+use signaling::{ParticipantInfo, Quality, Role, ServerMessage, TrackKind, TrackSource};
 use str0m::change::SdpPendingOffer;
 use str0m::format::PayloadParams;
 use str0m::media::{MediaKind, Mid, Pt};
@@ -129,6 +129,7 @@ pub enum Forwarding {
 pub struct Subscription {
     pub track: TrackId,
     pub kind: MediaKind,
+    pub source: TrackSource,
     pub state: SubscriptionState,
     /// Set when the publisher left while this was being negotiated.
     pub publisher_gone: bool,
@@ -147,7 +148,7 @@ pub struct Subscription {
 const FIRST_SEQ: u16 = 1000;
 
 impl Subscription {
-    pub fn new(track: TrackId, kind: MediaKind) -> Self {
+    pub fn new(track: TrackId, kind: MediaKind, source: TrackSource) -> Self {
         let forwarding = match kind {
             MediaKind::Audio => Forwarding::Audio(Rewriter::new(48_000, FIRST_SEQ)),
             MediaKind::Video => Forwarding::Video(VideoForwarder::new(FIRST_SEQ)),
@@ -155,6 +156,7 @@ impl Subscription {
         Self {
             track,
             kind,
+            source,
             state: SubscriptionState::ToOpen,
             publisher_gone: false,
             forwarding,
@@ -213,6 +215,17 @@ pub struct Participant {
     pub id: ParticipantId,
     pub name: String,
     pub role: Role,
+    /// The invite's token id (revoked when removed); `None` for open join.
+    pub token_id: Option<String>,
+    pub joined_at: std::time::SystemTime,
+    /// Payload bytes forwarded to this participant so far (for the consult summary).
+    pub rx_bytes: u64,
+    pub log: super::participation::ParticipationLog,
+    /// The send-only transceiver the client keeps for screen sharing, and whether it shares.
+    pub screen_mid: Option<Mid>,
+    pub sharing: bool,
+    /// The `consult` data channel (chat, images), once open.
+    pub channel: Option<str0m::channel::ChannelId>,
     pub audio_muted: bool,
     pub video_muted: bool,
     pub outbox: mpsc::Sender<ServerMessage>,
@@ -246,6 +259,15 @@ pub struct Participant {
 }
 
 impl Participant {
+    /// What a published mid carries: the screen transceiver the client named, else by kind.
+    pub fn source_of(&self, mid: Mid, kind: MediaKind) -> TrackSource {
+        match kind {
+            MediaKind::Audio => TrackSource::Microphone,
+            MediaKind::Video if self.screen_mid == Some(mid) => TrackSource::Screen,
+            MediaKind::Video => TrackSource::Camera,
+        }
+    }
+
     pub fn info(&self) -> ParticipantInfo {
         ParticipantInfo {
             participant_id: self.id.to_string(),
