@@ -13,6 +13,11 @@ import {
 
 export { DEFAULT_VIDEO_ENCODINGS };
 
+export const DATA_CHANNEL_LABEL = 'consult';
+
+/** Screen share: one layer, few frames, sharp text (PROTOCOL.md `share`). */
+export const SCREEN_ENCODING = { maxFramerate: 5, maxBitrate: 1_500_000 };
+
 export class Call {
   /**
    * @param {{
@@ -30,11 +35,14 @@ export class Call {
     this.offerSent = false;
     this.pendingCandidates = [];
     this.queue = Promise.resolve();
-    this.transceivers = { audio: null, video: null };
+    this.transceivers = { audio: null, video: null, screen: null };
     this.activeRids = null; // rids of the simulcast encodings now sending (null: no simulcast)
+    this.screenTrack = null; // the screen-capture track on the screen transceiver, while sharing
 
     const pc = new RTCPeerConnection({ iceServers: opts.iceServers ?? [], bundlePolicy: 'max-bundle' });
     this.pc = pc;
+    // Chat and images (consultchannel.js); in the first offer, so it needs no renegotiation.
+    this.dc = pc.createDataChannel(DATA_CHANNEL_LABEL, { ordered: true });
     pc.onicecandidate = (ev) => this.onLocalCandidate(ev.candidate);
     pc.onconnectionstatechange = () => {
       if (!this.closed) opts.onConnectionState?.(pc.connectionState);
@@ -57,21 +65,31 @@ export class Call {
    * `streamOrPromise` may be a promise (media still being acquired); server offers queue behind it.
    * Camera video is simulcast with `videoLayers` (the `video_layers` of `joined`) when given.
    */
-  publish(streamOrPromise, { videoLayers = null, videoCodec = null } = {}) {
+  publish(streamOrPromise, { videoLayers = null, videoCodec = null, receiveOnly = false, screen = false } = {}) {
     return this.enqueue(async () => {
       const stream = await streamOrPromise;
       if (this.closed) return;
       const pc = this.pc;
-      const audio = stream?.getAudioTracks()[0] ?? null;
-      const video = stream?.getVideoTracks()[0] ?? null;
-      const streams = stream && (audio || video) ? [stream] : [];
-      this.transceivers.audio = pc.addTransceiver(audio ?? 'audio', { direction: 'sendonly', streams });
-      this.transceivers.video = this.addVideo(video, streams, video ? encodingsFromLayers(videoLayers) : null);
-      if (videoCodec) preferCodec(this.transceivers.video, videoCodec);
-      this.activeRids = activeRidsOf(this.transceivers.video.sender);
+      // An observer publishes nothing: its offer carries only the data channel.
+      if (!receiveOnly) {
+        const audio = stream?.getAudioTracks()[0] ?? null;
+        const video = stream?.getVideoTracks()[0] ?? null;
+        const streams = stream && (audio || video) ? [stream] : [];
+        this.transceivers.audio = pc.addTransceiver(audio ?? 'audio', { direction: 'sendonly', streams });
+        this.transceivers.video = this.addVideo(video, streams, video ? encodingsFromLayers(videoLayers) : null);
+        if (videoCodec) preferCodec(this.transceivers.video, videoCodec);
+        this.activeRids = activeRidsOf(this.transceivers.video.sender);
+        // Pre-allocated for screen sharing (specialist, clinic): later replaceTrack, no renegotiation.
+        if (screen) {
+          this.transceivers.screen = pc.addTransceiver('video', { direction: 'sendonly', sendEncodings: [{ ...SCREEN_ENCODING }] });
+          if (videoCodec) preferCodec(this.transceivers.screen, videoCodec);
+        }
+      }
       const offer = await pc.createOffer();
       await pc.setLocalDescription(offer);
-      this.opts.send('offer', { sdp: pc.localDescription.sdp });
+      const fields = { sdp: pc.localDescription.sdp };
+      if (this.transceivers.screen?.mid != null) fields.screen_mid = this.transceivers.screen.mid;
+      this.opts.send('offer', fields);
       this.offerSent = true;
       for (const c of this.pendingCandidates.splice(0)) this.sendCandidate(c);
     });
@@ -111,6 +129,42 @@ export class Call {
         console.warn('publish_layers: setParameters failed:', err?.name, err?.message);
       }
     });
+  }
+
+  /** Whether a screen share can start (the transceiver was pre-allocated and negotiated). */
+  get canShareScreen() {
+    return !!this.transceivers.screen && !this.closed;
+  }
+
+  /**
+   * Puts a screen-capture track on the pre-allocated transceiver: one layer at most 5 fps and
+   * ~1.5 Mbps, keeping resolution (text stays sharp) rather than frame rate.
+   */
+  async startScreen(track) {
+    const t = this.transceivers.screen;
+    if (!t || this.closed) throw new Error('screen sharing is not available');
+    if ('contentHint' in track) track.contentHint = 'detail';
+    await t.sender.replaceTrack(track);
+    this.screenTrack = track;
+    await this.enqueue(async () => {
+      const params = t.sender.getParameters();
+      params.degradationPreference = 'maintain-resolution';
+      if (params.encodings?.length) Object.assign(params.encodings[0], SCREEN_ENCODING, { active: true });
+      try {
+        await t.sender.setParameters(params);
+      } catch (err) {
+        // Older browsers refuse degradationPreference: keep the encoding limits at least.
+        delete params.degradationPreference;
+        await t.sender.setParameters(params).catch((e) => console.warn('screen setParameters:', e?.message ?? err?.message));
+      }
+    });
+  }
+
+  /** Takes the screen track off the transceiver (nothing is sent until the next share). */
+  async stopScreen() {
+    const t = this.transceivers.screen;
+    this.screenTrack = null;
+    if (t && !this.closed) await t.sender.replaceTrack(null).catch(() => {});
   }
 
   /** The server's answer to our only offer. */

@@ -2,7 +2,8 @@
 
 import * as ui from './ui.js';
 
-export const ROLES = ['specialist', 'clinic', 'patient'];
+export const ROLES = ['specialist', 'clinic', 'patient', 'observer'];
+const INVITE_RE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/; // a compact JWT
 const ROOM_RE = /^[a-z0-9-]{1,64}$/; // PROTOCOL.md "Names"
 
 export function validRoom(room) {
@@ -12,6 +13,19 @@ export function validRoom(room) {
 export function validName(name) {
   const n = (name ?? '').trim();
   return n.length > 0 && [...n].length <= 64;
+}
+
+/**
+ * The invite token of an invite link (`/?invite=<jwt>`), or null. A damaged token is still
+ * returned (non-empty): the server says `unauthorized` and the page explains.
+ */
+export function inviteFromLink(params) {
+  const invite = (params.get('invite') ?? '').trim();
+  return invite ? invite : null;
+}
+
+export function looksLikeJwt(token) {
+  return INVITE_RE.test(token ?? '');
 }
 
 /** {room, name, role} when the link carries all three and they are valid, else null. */

@@ -1,5 +1,7 @@
-// Page wiring: join form or join-by-link, the connection lifecycle (join, wait, reconnect,
-// leave), local media controls, and the test hooks on window.consult.
+// Page wiring: join by invite link (`?invite=`), by open-join link (`?room=&name=&role=`) or
+// form; the connection lifecycle (join, lobby, wait, reconnect, leave, closed), local media
+// controls, moderation (admit/deny, mute, remove, end), screen share, chat and images, and the
+// test hooks on window.consult and window.__consult.
 
 import { detectLang, getLang, hasKey, setLang } from './i18n.js';
 import { Signaling, signalingUrl } from './signaling.js';
@@ -7,8 +9,14 @@ import { Call } from './call.js';
 import { initialDataSaver, rememberDataSaver } from './datasaver.js';
 import { acquireLocalMedia, stopStream } from './media.js';
 import { Remotes } from './remotes.js';
-import { paramsFromLink, showJoinForm, updateUrl } from './joinform.js';
+import { inviteFromLink, paramsFromLink, showJoinForm, updateUrl } from './joinform.js';
+import { ConsultChannel, imageProblem, sha256Hex } from './consultchannel.js';
+import { ChatPanel } from './chat.js';
 import * as ui from './ui.js';
+
+const SHARE_ROLES = ['specialist', 'clinic'];
+const MODERATOR_ROLES = ['specialist', 'clinic']; // admit / deny
+const CLOSED_REASONS = ['denied', 'removed', 'consult_ended'];
 
 const WAIT_RETRY_MS = 3000; // patient waiting for the consult to be opened
 const RECONNECT_DELAY_MS = 2000;
@@ -18,9 +26,19 @@ const MAX_RECONNECTS = 5;
 const POOR_NOTICE_DELAY_MS = 10_000;
 
 const app = {
-  state: 'idle', // 'idle' | 'joining' | 'waiting' | 'connected' | 'left' | 'failed'
-  params: null, // {room, name, role}
+  // 'idle' | 'joining' | 'waiting' (room not open) | 'lobby' (waiting to be admitted) |
+  // 'connected' | 'left' | 'failed' | 'closed' (denied, removed, consult ended)
+  state: 'idle',
+  params: null, // {room, name, role} or {invite, room, name, role} (filled in from the server)
   participantId: null,
+  title: null, // the consult's title (invite joins)
+  closedReason: null,
+  errorCode: null, // the last error code that ended the join (unauthorized, consult_ended, ...)
+  waitingList: [], // lobby_changed: [{participant_id, name, role}]
+  sharing: null, // {track, call} while our screen is shared
+  chatLog: [], // chat messages received (our own come back as echoes)
+  receivedImages: [], // [{id, from, sender, file, mime, size, sha256}]
+  sentImages: [], // [{id, file, size, chunks, acked, done, failed, sha256}]
   session: null, // {sig: Signaling, call: Call|null, joined: boolean}
   remotes: new Remotes(),
   local: null, // {stream, notice, error}
@@ -52,6 +70,8 @@ function renderStatus() {
   const s = app.state;
   if (s === 'idle') ui.setStatus('status.idle', 'idle');
   else if (s === 'waiting') ui.setStatus('status.waiting', 'warn');
+  else if (s === 'lobby') ui.setStatus('status.lobby', 'warn');
+  else if (s === 'closed') ui.setStatus('status.closed', 'idle');
   else if (s === 'left') ui.setStatus('status.left', 'idle');
   else if (s === 'failed') ui.setStatus('status.failed', 'bad');
   else if (s === 'connected') ui.setStatus(app.pcState === 'connected' ? 'status.connected' : 'status.reconnecting', app.pcState === 'connected' ? 'ok' : 'warn');
@@ -72,13 +92,19 @@ function renderLocal() {
   for (const kind of ['audio', 'video']) ui.setControl(kind, { muted: app.muted[kind], available: !!localTrack(kind) });
 }
 
+function isObserver() {
+  return app.params?.role === 'observer';
+}
+
 function ensureMedia() {
+  if (isObserver()) return Promise.resolve({ stream: new MediaStream(), notice: null, error: null });
   if (!app.mediaPromise) {
     app.mediaPromise = acquireLocalMedia().then((local) => {
       app.local = local;
       note(`media: audio=${!!local.stream.getAudioTracks().length} video=${!!local.stream.getVideoTracks().length} error=${local.error}`);
       ui.setNotice('media', local.notice);
       if (app.params) renderLocal();
+      if (app.state === 'lobby') ui.setLobbyPreview(local.stream);
       return local;
     });
   }
@@ -97,6 +123,42 @@ function toggleMute(kind) {
   app.muted[kind] = !app.muted[kind];
   track.enabled = !app.muted[kind];
   if (app.session?.joined) app.session.sig.send('mute', { kind, muted: app.muted[kind] });
+  if (kind === 'audio' && !app.muted.audio && ui.noticeCode('info') === 'mute.byOperator') ui.setNotice('info', null);
+  renderLocal();
+}
+
+/** `mute_changed` about ourselves: the clinic operator muted us (`by`); we may unmute. */
+function mutedByServer({ kind, muted, by }) {
+  if (kind !== 'audio' && kind !== 'video') return;
+  app.muted[kind] = !!muted;
+  const track = localTrack(kind);
+  if (track) track.enabled = !muted;
+  if (muted && by && kind === 'audio') ui.setNotice('info', 'mute.byOperator');
+  note(`muted ${kind}=${muted} by=${by ?? ''}`);
+  renderLocal();
+}
+
+// ---------- role: what this user may do ----------
+
+function applyRole() {
+  const role = app.params?.role ?? null;
+  const call = app.session?.call;
+  const canShare = SHARE_ROLES.includes(role) && !!navigator.mediaDevices?.getDisplayMedia && !!call?.canShareScreen;
+  ui.setRoleControls({ role, canShare });
+  chat.setAbilities({ canChat: !!role && role !== 'observer', canSendImages: SHARE_ROLES.includes(role) });
+  if (role === 'observer') ui.setNotice('info', 'observer.notice');
+}
+
+/** Takes name, role and title from the server (`lobby`, `joined.you`): the invite decides them. */
+function learnIdentity({ name, role, title, room }) {
+  const p = app.params;
+  if (typeof name === 'string' && name) p.name = name;
+  if (typeof role === 'string' && role) p.role = role;
+  if (typeof room === 'string' && room) p.room = room;
+  if (typeof title === 'string' && title) app.title = title;
+  if (app.title) ui.setTitleLabel(app.title);
+  else if (p.room) ui.setRoomLabel(p.room);
+  applyRole();
   renderLocal();
 }
 
@@ -158,16 +220,25 @@ function renderQualityNotice() {
 // ---------- connection lifecycle ----------
 
 function startJoin(params) {
-  app.params = params;
+  app.params = { ...params };
   app.retries = 0;
   app.waiting = false;
+  app.closedReason = null;
+  app.errorCode = null;
   app.muted = { audio: false, video: false };
   app.qualityNoticeDismissed = false;
-  ui.setRoomLabel(params.room);
   ui.setNotice('error', null);
-  ui.showScreen('call');
+  ui.setNotice('info', null);
+  if (params.invite) {
+    // Who we are comes from the server (lobby or joined); no camera prompt before that.
+    ui.showScreen('none');
+  } else {
+    ui.setRoomLabel(params.room);
+    ui.showScreen('call');
+    ensureMedia();
+  }
+  applyRole();
   renderLocal();
-  ensureMedia();
   connect();
 }
 
@@ -182,9 +253,9 @@ function connect() {
   };
   session.sig = new Signaling(signalingUrl(), {
     onOpen: mine(() => {
-      const { room, name, role } = app.params;
-      session.sig.send('join', { room, name, role });
-      note('-> join');
+      const { invite, room, name, role } = app.params;
+      session.sig.send('join', invite ? { invite } : { room, name, role });
+      note(`-> join${invite ? ' (invite)' : ''}`);
     }),
     onMessage: mine(onMessage),
     onClose: mine(onSignalingClosed),
@@ -197,9 +268,13 @@ function endSession() {
   const s = app.session;
   app.session = null;
   app.pcState = 'new';
+  stopShare({ notify: false });
+  s?.channel?.close();
   s?.call?.close();
   s?.sig?.close();
   app.remotes.clear();
+  app.waitingList = [];
+  ui.renderWaiting([], decideWaiting);
   ui.setLocalQuality(null);
   resetPoor();
   ui.showQualityNotice(false);
@@ -222,15 +297,36 @@ function onMessage(session, msg) {
   note(`<- ${msg.type}${msg.mid ? ' mid=' + msg.mid : ''}${describe(msg)}`);
   const remotes = app.remotes;
   switch (msg.type) {
+    case 'lobby':
+      app.participantId = msg.participant_id ?? null;
+      learnIdentity(msg);
+      app.waiting = false;
+      setState('lobby');
+      ui.setNotice('error', null);
+      ui.showLobby({ name: app.params.name, title: app.title, stream: app.local?.stream ?? null });
+      ensureMedia(); // the camera preview while waiting; ready when admitted
+      break;
     case 'joined':
       session.joined = true;
       app.waiting = false;
       app.participantId = msg.participant_id;
+      if (msg.you) learnIdentity({ ...msg.you, title: msg.title, room: msg.room });
+      else if (msg.title) learnIdentity({ title: msg.title });
       ui.setNotice('error', null);
+      ui.showScreen('call');
       for (const p of msg.participants ?? []) remotes.upsert(p);
-      startCall(session, msg.video_layers);
+      // Only a server that knows invites (joined.you) knows `screen_mid` too.
+      startCall(session, msg.video_layers, { screen: !!msg.you && SHARE_ROLES.includes(app.params.role) });
       sendPreference(session);
+      setState(app.state === 'lobby' ? 'joining' : app.state);
       renderStatus();
+      break;
+    case 'lobby_changed':
+      app.waitingList = Array.isArray(msg.waiting) ? msg.waiting.filter((w) => typeof w?.participant_id === 'string') : [];
+      if (ui.renderWaiting(MODERATOR_ROLES.includes(app.params.role) ? app.waitingList : [], decideWaiting)) ui.chime();
+      break;
+    case 'closed':
+      closed(msg.reason);
       break;
     case 'answer':
       session.call?.handleAnswer(msg.sdp);
@@ -251,7 +347,8 @@ function onMessage(session, msg) {
       remotes.unpublished(msg);
       break;
     case 'mute_changed':
-      remotes.muteChanged(msg);
+      if (msg.participant_id === app.participantId) mutedByServer(msg);
+      else remotes.muteChanged(msg);
       break;
     case 'layer_changed':
       remotes.layerChanged(msg);
@@ -274,6 +371,15 @@ function onMessage(session, msg) {
 function onServerError(session, { code, message }) {
   console.warn('server error', code, message);
   const key = hasKey(`error.${code}`) ? `error.${code}` : 'error.generic';
+  if (code === 'consult_ended') {
+    closed('consult_ended');
+    return;
+  }
+  if (code === 'unauthorized') {
+    app.errorCode = code;
+    fail(key, { code }, { rejoin: false });
+    return;
+  }
   if (session.joined) {
     // The session goes on (PROTOCOL.md: a bad message changes nothing); just tell the user.
     if (code !== 'wrong_state') ui.setNotice('error', key, { code });
@@ -289,10 +395,23 @@ function onServerError(session, { code, message }) {
     app.timer = setTimeout(connect, WAIT_RETRY_MS);
     return;
   }
+  app.errorCode = code;
   fail(key, { code });
 }
 
-function startCall(session, videoLayers) {
+/** The server ends our participation (`closed`): no reconnect, a clear message. */
+function closed(reason) {
+  const r = CLOSED_REASONS.includes(reason) ? reason : 'consult_ended';
+  app.closedReason = r;
+  note(`closed ${reason}`);
+  clearTimeout(app.timer);
+  endSession();
+  releaseMedia();
+  setState('closed');
+  ui.showEndScreen(`closed.${r}.heading`, `closed.${r}.body`, null, { rejoin: false });
+}
+
+function startCall(session, videoLayers, { screen = false } = {}) {
   const call = new Call({
     send: (type, fields) => {
       session.sig.send(type, fields);
@@ -308,6 +427,11 @@ function startCall(session, videoLayers) {
     },
   });
   session.call = call;
+  attachChannel(session, call);
+  if (isObserver()) {
+    call.publish(null, { receiveOnly: true });
+    return;
+  }
   const stream = ensureMedia().then((local) => {
     // Tell the others about what we do not send (muted, or no such device).
     for (const kind of ['audio', 'video']) {
@@ -318,7 +442,149 @@ function startCall(session, videoLayers) {
     return local.stream;
   });
   const videoCodec = new URLSearchParams(location.search).get('codec');
-  call.publish(stream, { videoLayers, videoCodec });
+  call.publish(stream, { videoLayers, videoCodec, screen }).then(() => {
+    if (app.session === session) applyRole(); // the share button needs the screen transceiver
+  });
+}
+
+// ---------- chat and images (data channel) ----------
+
+const chat = new ChatPanel({
+  onSendText: (text) => app.session?.channel?.sendChat(text) ?? false,
+  onSendImage: (file) => {
+    sendImage(file).catch(() => {});
+  },
+  myId: () => app.participantId,
+});
+
+function attachChannel(session, call) {
+  const mine = (fn) => (...args) => {
+    if (app.session === session) fn(...args);
+  };
+  session.channel = new ConsultChannel(call.dc, {
+    onOpen: mine(() => note('data channel open')),
+    onClose: mine(() => note('data channel closed')),
+    onChat: mine((m) => {
+      app.chatLog.push(m);
+      chat.addChat(m);
+    }),
+    onIncomingStart: mine((img) => chat.incomingStart(img)),
+    onIncomingProgress: mine((img) => chat.incomingProgress(img)),
+    onIncomingDone: mine((img) => {
+      const { id, from, sender, file, mime, size, sha256 } = img;
+      app.receivedImages.push({ id, from, sender, file, mime, size, sha256 });
+      note(`image received ${file} ${size} B`);
+      chat.incomingDone(img);
+    }),
+    onIncomingAbort: mine((img) => chat.incomingAbort(img)),
+    onOutgoingProgress: (img) => chat.outgoingProgress(img),
+    onOutgoingDone: (img) => chat.outgoingDone(img),
+    onOutgoingFailed: (img, code) => chat.outgoingFailed(img, code),
+    onError: mine((m) => {
+      note(`data channel error ${m.code}`);
+      if (m.id == null) chat.note(m.code === 'forbidden' ? 'error.forbidden' : 'error.generic', { code: m.code });
+    }),
+  });
+}
+
+/** Sends an image to everyone; resolves with {id, sha256, size} once all chunks were relayed. */
+async function sendImage(file) {
+  const problem = imageProblem(file);
+  if (problem) {
+    chat.note(problem);
+    throw new Error(problem);
+  }
+  const ch = app.session?.channel;
+  if (!ch?.open) {
+    chat.note('chat.notReady');
+    throw new Error('data channel not open');
+  }
+  chat.note(null);
+  let record;
+  const img = await ch.sendImage(file, (i) => {
+    record = { id: i.id, file: i.file, size: i.size, chunks: i.chunks, get acked() { return i.acked; }, get done() { return i.done; }, get failed() { return i.failed; }, get sha256() { return i.sha256; } };
+    app.sentImages.push(record);
+    chat.outgoingStart(i);
+  });
+  note(`image sent ${img.file} ${img.size} B`);
+  return { id: img.id, sha256: img.sha256, size: img.size };
+}
+
+// ---------- moderation ----------
+
+function sendModeration(type, fields = {}) {
+  const session = app.session;
+  if (!session?.joined) return false;
+  session.sig.send(type, fields);
+  note(`-> ${type} ${fields.participant_id ?? ''}`);
+  return true;
+}
+
+async function decideWaiting(id, decision, info) {
+  if (decision === 'deny' && !(await ui.confirmAction('confirm.deny', { name: info?.name ?? '' }, 'confirm.denyYes'))) return;
+  sendModeration(decision === 'admit' ? 'admit' : 'deny', { participant_id: id });
+}
+
+async function onTileModeration(id, action, info) {
+  if (action === 'mute') {
+    sendModeration('mute_participant', { participant_id: id });
+  } else if (action === 'remove') {
+    if (await ui.confirmAction('confirm.remove', { name: info?.name ?? '' }, 'confirm.removeYes')) {
+      sendModeration('remove', { participant_id: id });
+    }
+  }
+}
+
+async function endConsultAsked() {
+  if (await ui.confirmAction('confirm.end', {}, 'confirm.endYes')) sendModeration('end_consult');
+}
+
+// ---------- screen share ----------
+
+async function startShare() {
+  const call = app.session?.call;
+  if (app.sharing || !call?.canShareScreen) return false;
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: { ideal: 5, max: 15 } }, audio: false });
+  } catch (err) {
+    note(`getDisplayMedia failed: ${err?.name}`);
+    if (err?.name !== 'NotAllowedError' && err?.name !== 'AbortError') ui.setNotice('error', 'share.failed');
+    return false;
+  }
+  const track = stream.getVideoTracks()[0];
+  if (!track || app.session?.call !== call) {
+    for (const t of stream.getTracks()) t.stop();
+    return false;
+  }
+  try {
+    await call.startScreen(track);
+  } catch (err) {
+    console.warn('screen share failed', err);
+    track.stop();
+    ui.setNotice('error', 'share.failed');
+    return false;
+  }
+  // The browser's own "Stop sharing" ends the track.
+  track.addEventListener('ended', () => stopShare(), { once: true });
+  app.sharing = { track, call };
+  app.session.sig.send('share', { active: true });
+  note('-> share active');
+  ui.setShareControl(true);
+  return true;
+}
+
+function stopShare({ notify = true } = {}) {
+  const s = app.sharing;
+  if (!s) return;
+  app.sharing = null;
+  s.track.stop();
+  s.call.stopScreen();
+  if (notify && app.session?.call === s.call) {
+    app.session.sig.send('share', { active: false });
+    note('-> share inactive');
+  }
+  ui.setShareControl(false);
 }
 
 function onPcState(state) {
@@ -336,6 +602,7 @@ function onPcState(state) {
 
 function onSignalingClosed(session, { wasOpen, code }) {
   note(`ws closed code=${code} open=${wasOpen}`);
+  if (app.closedReason) return;
   connectionLost(wasOpen);
 }
 
@@ -351,16 +618,16 @@ function connectionLost(wasOpen) {
   app.timer = setTimeout(connect, RECONNECT_DELAY_MS);
 }
 
-function fail(key, vars) {
+function fail(key, vars, { rejoin = true } = {}) {
   clearTimeout(app.timer);
   endSession();
   releaseMedia();
   setState('failed');
-  ui.showEndScreen('failed.heading', key, vars);
+  ui.showEndScreen('failed.heading', key, vars, { rejoin });
 }
 
 function leave() {
-  if (app.state === 'left' || app.state === 'idle') return;
+  if (['left', 'idle', 'closed', 'failed'].includes(app.state)) return;
   clearTimeout(app.timer);
   app.session?.sig.send('leave');
   note('-> leave');
@@ -385,6 +652,10 @@ function init() {
   document.getElementById('btn-mic').addEventListener('click', () => toggleMute('audio'));
   document.getElementById('btn-cam').addEventListener('click', () => toggleMute('video'));
   document.getElementById('btn-leave').addEventListener('click', leave);
+  document.getElementById('btn-lobby-leave').addEventListener('click', leave);
+  document.getElementById('btn-share').addEventListener('click', () => (app.sharing ? stopShare() : startShare()));
+  document.getElementById('btn-end').addEventListener('click', endConsultAsked);
+  ui.onModeration(onTileModeration);
   document.getElementById('btn-saver').addEventListener('click', () => setDataSaver(!app.dataSaver));
   document.getElementById('btn-saver-suggest').addEventListener('click', () => setDataSaver(true));
   document.getElementById('btn-saver-dismiss').addEventListener('click', () => {
@@ -398,7 +669,8 @@ function init() {
   unlock.addEventListener('click', () => ui.playAllAudio().then(() => (unlock.hidden = true)));
   window.addEventListener('pagehide', () => app.session?.sig.send('leave'));
 
-  const fromLink = paramsFromLink(params);
+  const invite = inviteFromLink(params);
+  const fromLink = invite ? { invite, room: null, name: null, role: null } : paramsFromLink(params);
   if (fromLink) {
     startJoin(fromLink);
   } else {
@@ -422,9 +694,41 @@ window.consult = {
   get quality() { return app.remotes.quality; }, // Map participant_id -> 'good' | 'fair' | 'poor' (yourself too)
   get activeRids() { return app.session?.call?.activeRids ?? null; }, // rids our camera sends now, or null
   get dataSaver() { return app.dataSaver; },
+  get role() { return app.params?.role ?? null; },
+  get screenMid() { return app.session?.call?.transceivers.screen?.mid ?? null; }, // our screen-share transceiver
   setDataSaver: (on) => setDataSaver(on),
   leave,
   toggleMute,
+};
+
+/** Consult-workflow test hooks: state, lobby, moderation, chat and images (by hash). */
+window.__consult = {
+  get state() { return app.state; },
+  get participantId() { return app.participantId; },
+  get you() { return app.params ? { participant_id: app.participantId, name: app.params.name, role: app.params.role } : null; },
+  get role() { return app.params?.role ?? null; },
+  get title() { return app.title; },
+  get closedReason() { return app.closedReason; },
+  get errorCode() { return app.errorCode; },
+  get waiting() { return app.waitingList.map((w) => ({ ...w })); },
+  get participants() { return [...app.remotes.participants].map(([id, p]) => ({ participant_id: id, ...p })); },
+  get channelState() { return app.session?.call?.dc?.readyState ?? null; },
+  get chat() { return app.chatLog.slice(); },
+  get receivedImages() { return app.receivedImages.slice(); },
+  get sentImages() { return app.sentImages.map((r) => ({ id: r.id, file: r.file, size: r.size, chunks: r.chunks, acked: r.acked, done: r.done, failed: r.failed, sha256: r.sha256 })); },
+  get sharing() { return !!app.sharing; },
+  get screenMids() { return Object.fromEntries([...app.remotes.tracks].filter(([, t]) => t.source === 'screen').map(([mid, t]) => [t.participantId, mid])); },
+  get mutedByOperator() { return ui.noticeCode('info') === 'mute.byOperator'; },
+  admit: (id) => sendModeration('admit', { participant_id: id }),
+  deny: (id) => sendModeration('deny', { participant_id: id }),
+  remove: (id) => sendModeration('remove', { participant_id: id }),
+  muteParticipant: (id) => sendModeration('mute_participant', { participant_id: id }),
+  endConsult: () => sendModeration('end_consult'),
+  sendChat: (text) => app.session?.channel?.sendChat(text) ?? false,
+  sendImage,
+  startShare,
+  stopShare: () => stopShare(),
+  sha256: (bytes) => sha256Hex(bytes),
 };
 
 init();

@@ -10,7 +10,7 @@ import * as ui from './ui.js';
 export class Remotes {
   constructor() {
     this.participants = new Map(); // participant_id -> {name, role, audio_muted, video_muted}
-    this.tracks = new Map(); // mid -> {participantId, kind, trackId}   (from track_published)
+    this.tracks = new Map(); // mid -> {participantId, kind, trackId, source}   (from track_published)
     this.received = new Map(); // mid -> MediaStreamTrack                 (from ontrack)
     this.pending = new Map(); // mid -> {track, streamId} not yet placed
     this.gone = new Set(); // participant ids that have left (late tracks are ignored)
@@ -44,9 +44,9 @@ export class Remotes {
     ui.upsertTile(id, entry);
     if (isNew) this.renderAdaptation(id);
     for (const [mid, p] of this.pending) {
-      if (p.streamId !== id) continue;
+      if (p.streamId !== id || (p.track.kind === 'video' && ui.tileHasVideo(id))) continue;
       this.pending.delete(mid);
-      this.place(id, p.track);
+      this.place(id, p.track, mid);
     }
   }
 
@@ -59,13 +59,19 @@ export class Remotes {
     ui.removeTile(id);
   }
 
-  published({ participant_id: participantId, track_id: trackId, kind, mid }) {
+  published({ participant_id: participantId, track_id: trackId, kind, mid, source }) {
     if (typeof mid !== 'string') return;
-    this.tracks.set(mid, { participantId, kind, trackId });
+    this.tracks.set(mid, { participantId, kind, trackId, source: source ?? null });
     // Place (or, if it was placed by a stream id that disagrees, move) the track of this mid.
     const track = this.pending.get(mid)?.track ?? this.received.get(mid);
     this.pending.delete(mid);
-    if (track) this.place(participantId, track);
+    if (track) this.place(participantId, track, mid);
+  }
+
+  /** The mid of a remote screen share being shown, by publisher (for tests), else null. */
+  screenMid(participantId) {
+    for (const [mid, t] of this.tracks) if (t.source === 'screen' && t.participantId === participantId) return mid;
+    return null;
   }
 
   unpublished({ mid }) {
@@ -90,7 +96,7 @@ export class Remotes {
     if (typeof mid !== 'string' || typeof id !== 'string' || this.gone.has(id)) return;
     const state = { participantId: id, trackId, layer: layer ?? null, temporal: temporal ?? null, paused: paused ?? null };
     this.layers.set(mid, state);
-    ui.setTileLayer(id, state);
+    if (this.tracks.get(mid)?.source !== 'screen') ui.setTileLayer(id, state);
   }
 
   /** `connection_quality` about a remote participant (yourself: see main.js). */
@@ -102,7 +108,7 @@ export class Remotes {
 
   /** Re-applies the known layer and quality to a participant's (new) tile. */
   renderAdaptation(id) {
-    const layer = [...this.layers.values()].find((l) => l.participantId === id);
+    const layer = [...this.layers].find(([mid, l]) => l.participantId === id && this.tracks.get(mid)?.source !== 'screen')?.[1];
     if (layer) ui.setTileLayer(id, layer);
     if (this.quality.has(id)) ui.setTileQuality(id, this.quality.get(id));
   }
@@ -112,12 +118,15 @@ export class Remotes {
     if (mid != null) this.received.set(mid, track);
     const pub = mid != null ? this.tracks.get(mid) : undefined;
     // The msid stream id names the publisher; trust it only for a participant we know of.
-    const id = pub?.participantId ?? (this.participants.has(streamId) ? streamId : null);
+    let id = pub?.participantId ?? (this.participants.has(streamId) ? streamId : null);
+    // A second video of someone whose camera is already shown is probably their screen share:
+    // wait for its track_published (which says the source) instead of replacing the camera.
+    if (!pub && id && track.kind === 'video' && ui.tileHasVideo(id)) id = null;
     if (!id) {
       if (mid != null) this.pending.set(mid, { track, streamId });
       return;
     }
-    this.place(id, track);
+    this.place(id, track, mid);
   }
 
   trackGone({ track, mid }) {
@@ -126,8 +135,9 @@ export class Remotes {
     ui.removeTileTrack(track);
   }
 
-  place(id, track) {
+  place(id, track, mid) {
     if (this.gone.has(id) || track.readyState === 'ended') return;
-    ui.setTileTrack(id, track);
+    if (mid != null && this.tracks.get(mid)?.source === 'screen') ui.setScreenTrack(id, track);
+    else ui.setTileTrack(id, track);
   }
 }

@@ -9,7 +9,7 @@ export { setText };
 const $ = (id) => document.getElementById(id);
 
 export function showScreen(name) {
-  for (const s of ['join', 'call', 'end']) $(`${s}-screen`).hidden = s !== name;
+  for (const s of ['join', 'lobby', 'call', 'end']) $(`${s}-screen`).hidden = s !== name;
   document.body.dataset.screen = name;
 }
 
@@ -32,14 +32,154 @@ export function setNotice(which, key, vars) {
   el.hidden = false;
 }
 
-export function showEndScreen(headingKey, bodyKey, vars) {
+/** The end screen; `rejoin: false` hides "Rejoin" (denied, removed, ended, bad invite). */
+/** The i18n key a notice shows now, or null. */
+export function noticeCode(which) {
+  const el = $(`${which}-notice`);
+  return el.hidden ? null : el.dataset.code ?? null;
+}
+
+export function showEndScreen(headingKey, bodyKey, vars, { rejoin = true } = {}) {
   setText($('end-heading'), headingKey);
   setText($('end-body'), bodyKey, vars);
+  $('btn-rejoin').hidden = !rejoin;
   showScreen('end');
 }
 
 export function setRoomLabel(room) {
   setText($('room-label'), 'call.room', { room });
+}
+
+/** The consult's title (invite joins) in place of the room name. */
+export function setTitleLabel(title) {
+  setText($('room-label'), 'call.title', { title });
+}
+
+// ---- lobby (waiting to be admitted) ----
+
+/** The patient's waiting screen: greeting, consult title, optional camera preview. */
+export function showLobby({ name, title, stream }) {
+  if (name) setText($('lobby-hello'), 'lobby.hello', { name });
+  else setText($('lobby-hello'), 'lobby.helloAnon');
+  const titleEl = $('lobby-title');
+  titleEl.hidden = !title;
+  if (title) setText(titleEl, 'lobby.consult', { title });
+  setLobbyPreview(stream);
+  showScreen('lobby');
+}
+
+export function setLobbyPreview(stream) {
+  const video = $('lobby-preview');
+  const hasVideo = !!stream?.getVideoTracks().length;
+  const src = hasVideo ? stream : null;
+  if (video.srcObject !== src) video.srcObject = src;
+  video.hidden = !hasVideo;
+  setText($('lobby-hint'), hasVideo ? 'lobby.keepOpen' : 'lobby.keepOpenNoCam');
+}
+
+// ---- waiting list for the clinic and the specialist ----
+
+/**
+ * waiting: [{participant_id, name, role}]; onDecision(id, 'admit' | 'deny').
+ * Returns true when someone new appeared (for the sound cue).
+ */
+let waitingShown = new Set();
+export function renderWaiting(waiting, onDecision) {
+  const panel = $('waiting-panel');
+  const list = $('waiting-list');
+  const ids = new Set(waiting.map((w) => w.participant_id));
+  const fresh = waiting.some((w) => !waitingShown.has(w.participant_id));
+  waitingShown = ids;
+  list.replaceChildren(
+    ...waiting.map((w) => {
+      const li = document.createElement('li');
+      li.dataset.waitingId = w.participant_id;
+      const who = document.createElement('span');
+      who.className = 'waiting-who';
+      const name = document.createElement('strong');
+      name.textContent = w.name ?? '…';
+      const role = document.createElement('span');
+      setText(role, roleKey(w.role));
+      who.append(name, ' · ', role);
+      const admit = document.createElement('button');
+      admit.type = 'button';
+      admit.className = 'btn btn-ok waiting-admit';
+      setText(admit, 'waiting.admit');
+      admit.addEventListener('click', () => onDecision(w.participant_id, 'admit', w));
+      const deny = document.createElement('button');
+      deny.type = 'button';
+      deny.className = 'btn btn-quiet waiting-deny';
+      setText(deny, 'waiting.deny');
+      deny.addEventListener('click', () => onDecision(w.participant_id, 'deny', w));
+      li.append(who, admit, deny);
+      return li;
+    }),
+  );
+  panel.hidden = waiting.length === 0;
+  if (waiting.length) setText($('waiting-heading'), 'waiting.one', { count: waiting.length });
+  panel.classList.toggle('fresh', fresh && waiting.length > 0);
+  if (fresh) setTimeout(() => panel.classList.remove('fresh'), 4000);
+  return fresh && waiting.length > 0;
+}
+
+/** A short two-tone chime (someone is waiting). Silently does nothing if audio is blocked. */
+let audioCtx = null;
+export function chime() {
+  try {
+    audioCtx ??= new AudioContext();
+    const now = audioCtx.currentTime;
+    for (const [i, f] of [[0, 880], [1, 1175]]) {
+      const o = audioCtx.createOscillator();
+      const g = audioCtx.createGain();
+      o.frequency.value = f;
+      g.gain.setValueAtTime(0.0001, now + i * 0.18);
+      g.gain.exponentialRampToValueAtTime(0.2, now + i * 0.18 + 0.02);
+      g.gain.exponentialRampToValueAtTime(0.0001, now + i * 0.18 + 0.16);
+      o.connect(g).connect(audioCtx.destination);
+      o.start(now + i * 0.18);
+      o.stop(now + i * 0.18 + 0.18);
+    }
+  } catch {
+    /* no sound */
+  }
+}
+
+// ---- confirm dialog ----
+
+/** Asks before a consequential action; resolves true on the confirming button. */
+export function confirmAction(textKey, vars, okKey) {
+  const dlg = $('confirm-dialog');
+  setText($('confirm-text'), textKey, vars);
+  setText($('confirm-ok'), okKey);
+  applyI18n(dlg);
+  return new Promise((resolve) => {
+    dlg.addEventListener('close', () => resolve(dlg.returnValue === 'ok'), { once: true });
+    dlg.returnValue = '';
+    if (typeof dlg.showModal === 'function') dlg.showModal();
+    else resolve(window.confirm($('confirm-text').textContent));
+  });
+}
+
+// ---- role-dependent controls ----
+
+/** Shows the controls a role has: share (specialist, clinic), end (clinic); observers have no mic/camera. */
+export function setRoleControls({ role, canShare }) {
+  const observer = role === 'observer';
+  $('btn-mic').hidden = observer;
+  $('btn-cam').hidden = observer;
+  $('btn-share').hidden = !canShare;
+  $('btn-end').hidden = role !== 'clinic';
+  $('local-tile').hidden = observer;
+  moderator = role === 'clinic';
+  for (const tile of tiles.values()) renderTileActions(tile);
+}
+
+export function setShareControl(active) {
+  const btn = $('btn-share');
+  btn.setAttribute('aria-pressed', String(active));
+  btn.classList.toggle('on', active);
+  setText(btn.querySelector('.label'), active ? 'btn.shareStop' : 'btn.share');
+  $('share-bar').hidden = !active;
 }
 
 /** Mic / camera buttons: pressed = muted; disabled when there is no such device. */
@@ -78,12 +218,13 @@ export function setLocal({ stream, name, role, audioMuted, videoMuted }) {
   // A media element holding a stream without video never loads, and that delays the page's load event.
   const src = hasVideo ? stream : null;
   if (video.srcObject !== src) video.srcObject = src;
-  tile.querySelector('.name').textContent = `${name} (${t('call.you')})`;
-  tile.querySelector('.name').dataset.youName = name;
-  setText(tile.querySelector('.role'), `role.${role}`);
-  tile.dataset.role = role;
+  tile.querySelector('.name').textContent = name ? `${name} (${t('call.you')})` : t('call.you');
+  tile.querySelector('.name').dataset.youName = name ?? '';
+  if (role) setText(tile.querySelector('.role'), roleKey(role));
+  else tile.querySelector('.role').textContent = '';
+  tile.dataset.role = role ?? '';
   setBadges(tile, { audioMuted: audioMuted || !stream?.getAudioTracks().length, videoMuted: videoMuted || !hasVideo });
-  setInitials(tile, name);
+  setInitials(tile, name ?? '');
 }
 
 /** Re-renders everything after a language switch. */
@@ -91,6 +232,10 @@ export function rerender() {
   applyI18n(document);
   const you = document.querySelector('#local-tile .name');
   if (you.dataset.youName) you.textContent = `${you.dataset.youName} (${t('call.you')})`;
+}
+
+export function roleKey(role) {
+  return ['specialist', 'clinic', 'patient', 'observer'].includes(role) ? `role.${role}` : 'role.unknown';
 }
 
 function setInitials(tile, name) {
@@ -111,6 +256,20 @@ function setBadges(tile, { audioMuted, videoMuted }) {
 
 const tiles = new Map(); // participant_id -> {el, video, audio, videoTrack, audioTrack, info}
 let onAudioBlocked = () => {};
+let moderator = false; // this user is the clinic operator: tiles get mute/remove buttons
+let onTileAction = () => {};
+
+/** fn(participantId, 'mute' | 'remove', info) from a tile's moderation buttons. */
+export function onModeration(fn) {
+  onTileAction = fn;
+}
+
+function renderTileActions(tile) {
+  const box = tile.el.querySelector('.tile-actions');
+  box.hidden = !moderator;
+  const mute = box.querySelector('.tile-mute');
+  mute.disabled = !!tile.info.audio_muted || !tile.audioTrack;
+}
 
 export function onRemoteAudioBlocked(fn) {
   onAudioBlocked = fn;
@@ -135,6 +294,9 @@ export function upsertTile(id, info) {
     applyI18n(el);
     tile = { el, video: el.querySelector('video'), audio: el.querySelector('audio'), videoTrack: null, audioTrack: null, info: {} };
     tiles.set(id, tile);
+    const self = tile;
+    el.querySelector('.tile-mute').addEventListener('click', () => onTileAction(id, 'mute', self.info));
+    el.querySelector('.tile-remove').addEventListener('click', () => onTileAction(id, 'remove', self.info));
     $('grid').append(el);
     updateAlone();
   }
@@ -142,7 +304,7 @@ export function upsertTile(id, info) {
   const { name, role } = tile.info;
   tile.el.dataset.role = role ?? 'unknown';
   tile.el.querySelector('.name').textContent = name ?? '…';
-  setText(tile.el.querySelector('.role'), ['specialist', 'clinic', 'patient'].includes(role) ? `role.${role}` : 'role.unknown');
+  setText(tile.el.querySelector('.role'), roleKey(role));
   setInitials(tile.el, name ?? '?');
   renderRemoteBadges(tile);
 }
@@ -161,9 +323,51 @@ export function setTileQuality(id, quality) {
 function renderRemoteBadges(tile) {
   const { audio_muted: a, video_muted: v } = tile.info;
   setBadges(tile.el, { audioMuted: !!a, videoMuted: !!v || !tile.videoTrack });
+  renderTileActions(tile);
+}
+
+/** Whether a participant's tile already shows a video track. */
+export function tileHasVideo(id) {
+  return !!tiles.get(id)?.videoTrack;
+}
+
+// ---- remote screen share, shown large ----
+
+const screens = new Map(); // participant_id -> track (the latest one is shown)
+
+function renderScreen() {
+  const view = $('screen-view');
+  const entries = [...screens];
+  const [id, track] = entries[entries.length - 1] ?? [];
+  const video = view.querySelector('video');
+  if (!track) {
+    video.srcObject = null;
+    view.hidden = true;
+    delete view.dataset.sharer;
+    $('stage').dataset.screen = '';
+    return;
+  }
+  if (video.srcObject?.getVideoTracks()[0] !== track) {
+    video.srcObject = new MediaStream([track]);
+    video.play().catch(() => {});
+  }
+  view.dataset.sharer = id;
+  view.hidden = false;
+  $('stage').dataset.screen = '1';
+  const name = tiles.get(id)?.info.name ?? '…';
+  setText(view.querySelector('.screen-caption'), 'share.from', { name });
+}
+
+/** Shows a remote screen-share track large (moving it out of a tile if it was placed there). */
+export function setScreenTrack(id, track) {
+  removeTileTrack(track);
+  screens.delete(id);
+  screens.set(id, track);
+  renderScreen();
 }
 
 export function removeTile(id) {
+  if (screens.delete(id)) renderScreen();
   const tile = tiles.get(id);
   if (!tile) return;
   tile.video.srcObject = null;
@@ -175,6 +379,8 @@ export function removeTile(id) {
 
 export function clearTiles() {
   for (const id of [...tiles.keys()]) removeTile(id);
+  screens.clear();
+  renderScreen();
 }
 
 /** Shows a remote track in its participant's tile (creating the tile if needed). */
@@ -198,8 +404,13 @@ export function setTileTrack(id, track) {
   renderRemoteBadges(tile);
 }
 
-/** Removes a track from whichever tile shows it. */
+/** Removes a track from whichever tile (or the screen view) shows it. */
 export function removeTileTrack(track) {
+  for (const [id, tr] of screens) {
+    if (tr !== track) continue;
+    screens.delete(id);
+    renderScreen();
+  }
   for (const tile of tiles.values()) {
     if (tile.videoTrack === track) {
       tile.videoTrack = null;

@@ -2,7 +2,7 @@
 // server's CPU and memory from /proc. Used by tests/*.test.mjs.
 
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,16 +42,39 @@ function tail(max) {
   };
 }
 
+/** A fixed operator key for invite-mode tests (16+ characters, as the server requires). */
+export const TEST_OPERATOR = { clinic: 'Phòng khám Bắc Hà', key: 'test-operator-key-0123456789abcdef' };
+
+function tomlString(s) {
+  return JSON.stringify(String(s)); // a JSON string is a valid TOML basic string for these values
+}
+
 /**
  * Starts the server and resolves once it printed `CONSULT_READY http=ADDR udp=ADDR`.
- * @returns {Promise<{proc, pid, http: string, udp: string, baseUrl: string, log: () => string, stop: () => Promise<void>}>}
+ * Each server gets its own temporary consult database (removed by stop()).
+ * - default (`openJoin: true`): join by room name too (`CONSULT_ALLOW_OPEN_JOIN=1`), for the
+ *   media tests that use `?room=&name=&role=` links;
+ * - `{ openJoin: false, operators: [TEST_OPERATOR] }`: invites only, with operators written to a
+ *   TOML config file (`[[operators]] clinic, key`) passed with `--config`.
+ * @returns {Promise<{proc, pid, http: string, udp: string, baseUrl: string, operatorLink: string|null,
+ *   log: () => string, stop: () => Promise<void>}>}
  */
-export async function startServer() {
+export async function startServer({ openJoin = true, operators = null, env = {} } = {}) {
   if (!existsSync(SERVER_BIN)) {
     throw new Error(`server binary not found at ${SERVER_BIN}: build it (cargo build --release) or set CONSULT_SFU_BIN`);
   }
+  const dataDir = mkdtempSync(join(tmpdir(), 'consult-db-'));
   const args = ['--http-addr', '127.0.0.1:0', '--udp-addr', '127.0.0.1:0', '--web-root', WEB_ROOT];
-  const proc = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env } });
+  if (operators?.length) {
+    const file = join(dataDir, 'consult.toml');
+    const text = operators.map((o) => `[[operators]]\nclinic = ${tomlString(o.clinic)}\nkey = ${tomlString(o.key)}\n`).join('\n');
+    writeFileSync(file, text);
+    args.push('--config', file);
+  }
+  const childEnv = { ...process.env, CONSULT_DB_PATH: join(dataDir, 'consults.sqlite'), ...env };
+  if (openJoin) childEnv.CONSULT_ALLOW_OPEN_JOIN = '1';
+  else delete childEnv.CONSULT_ALLOW_OPEN_JOIN;
+  const proc = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv });
   const log = tail(200);
   proc.stdout.setEncoding('utf8');
   proc.stderr.setEncoding('utf8');
@@ -59,17 +82,25 @@ export async function startServer() {
 
   const exited = new Promise((res) => proc.once('exit', (code, signal) => res({ code, signal })));
   const stop = async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) return;
-    proc.kill('SIGTERM');
-    const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(t);
+    if (proc.exitCode === null && proc.signalCode === null) {
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(t);
+    }
+    rmSync(dataDir, { recursive: true, force: true });
   };
 
   let stdoutBuf = '';
+  let operatorLink = null;
+  const findOperatorLink = (text) => {
+    operatorLink ??= /(\S+\/operator\.html#key=\S+)/.exec(text)?.[1] ?? null;
+  };
+  proc.stderr.on('data', findOperatorLink);
   const ready = new Promise((res, rej) => {
     proc.stdout.on('data', (d) => {
       log.push(d);
+      findOperatorLink(d);
       stdoutBuf += d;
       const m = /^CONSULT_READY http=(\S+) udp=(\S+)\s*$/m.exec(stdoutBuf);
       if (m) res({ http: m[1], udp: m[2] });
@@ -89,7 +120,18 @@ export async function startServer() {
   });
   try {
     const { http, udp } = await Promise.race([ready, timeout]);
-    return { proc, pid: proc.pid, http, udp, baseUrl: `http://${http}`, log: log.text, stop };
+    return {
+      proc,
+      pid: proc.pid,
+      http,
+      udp,
+      baseUrl: `http://${http}`,
+      get operatorLink() {
+        return operatorLink;
+      },
+      log: log.text,
+      stop,
+    };
   } catch (err) {
     await stop();
     throw err;
@@ -145,6 +187,38 @@ export async function launchBrowser({ fakeMedia = true } = {}) {
 export function joinUrl(baseUrl, { room, name, role, lang = 'vi' }) {
   const q = new URLSearchParams({ room, name, role, lang });
   return `${baseUrl}/?${q}`;
+}
+
+/**
+ * Calls the consult API from node with an operator key; resolves with {status, body}.
+ * Throws on a non-2xx status unless `expect` names it.
+ */
+export async function apiCall(baseUrl, key, path, { method = 'GET', body, expect } = {}) {
+  const headers = { Accept: 'application/json' };
+  if (key) headers.Authorization = `Bearer ${key}`;
+  if (body !== undefined) headers['Content-Type'] = 'application/json';
+  const res = await fetch(`${baseUrl}/api/v1${path}`, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  const text = await res.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = text;
+  }
+  if (!res.ok && res.status !== expect) throw new Error(`${method} ${path}: HTTP ${res.status} ${text.slice(0, 300)}`);
+  return { status: res.status, body: json };
+}
+
+/** The invite link of a role (the first one) from a create/get consult response, made absolute. */
+export function inviteLink(baseUrl, invites, { role, name } = {}) {
+  const inv = invites.find((i) => (!role || i.role === role) && (!name || i.name === name));
+  if (!inv) throw new Error(`no invite for ${role ?? ''} ${name ?? ''}: ${JSON.stringify(invites)}`);
+  const url = new URL(inv.link, baseUrl);
+  // The server may build links from its public URL; the tests talk to the address it listens on.
+  const base = new URL(baseUrl);
+  url.protocol = base.protocol;
+  url.host = base.host;
+  return url.href;
 }
 
 export function randomRoom(prefix) {

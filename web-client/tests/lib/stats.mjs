@@ -1,14 +1,19 @@
 // In-page readers of WebRTC stats and of the client's adaptation hooks (window.consult), for the
 // simulcast and data-saver tests.
 
-/** The page's outbound video encodings: [{rid, bytesSent, frameWidth, frameHeight, active}], by rid. */
+/**
+ * The page's outbound camera encodings: [{rid, bytesSent, frameWidth, frameHeight, active}], by
+ * rid. The screen-share transceiver (`window.consult.screenMid`) is left out.
+ */
 export function outboundVideo(page) {
   return page.evaluate(async () => {
     const pc = window.consult?.pc;
     if (!pc) return [];
+    const screenMid = window.consult.screenMid ?? null;
     const out = [];
     (await pc.getStats()).forEach((r) => {
       if (r.type !== 'outbound-rtp' || r.kind !== 'video') return;
+      if (screenMid != null && r.mid === screenMid) return;
       out.push({
         rid: r.rid ?? null,
         bytesSent: r.bytesSent ?? 0,
@@ -72,4 +77,31 @@ export function bytesByRid(outbound) {
 
 export function describeOutbound(outbound) {
   return outbound.map((e) => `${e.rid}: ${e.bytesSent} B ${e.frameWidth}x${e.frameHeight} active=${e.active} ${e.scalabilityMode ?? ''}`).join('; ');
+}
+
+/**
+ * The page's inbound RTP by mid: {mid: {kind, from, packets, framesDecoded, samples}}. `from` is
+ * the publisher as the page knows it now (null once the track was unpublished).
+ */
+export function inboundByMid(page) {
+  return page.evaluate(async () => {
+    const c = window.consult;
+    const pc = c?.pc;
+    if (!pc) return {};
+    const trackMid = new Map(pc.getTransceivers().map((t) => [t.receiver.track?.id, t.mid]));
+    const out = {};
+    (await pc.getStats()).forEach((r) => {
+      if (r.type !== 'inbound-rtp') return;
+      const mid = r.mid ?? trackMid.get(r.trackIdentifier) ?? null;
+      if (mid == null) return;
+      out[mid] = {
+        kind: r.kind,
+        from: c.tracks.get(mid)?.participantId ?? null,
+        packets: r.packetsReceived ?? 0,
+        framesDecoded: r.framesDecoded ?? 0,
+        samples: r.totalSamplesReceived ?? 0,
+      };
+    });
+    return out;
+  });
 }

@@ -1,0 +1,228 @@
+// The consult-workflow UI against a scripted server: the page's WebSocket is answered by the
+// test (Playwright routeWebSocket) and the operator API by page.route, so the lobby, the waiting
+// list, moderation, closed reasons and the operator page are checked against the protocol
+// contract without media. One browser, no camera.
+// Run: npm test (needs the consult-sfu binary only to serve the files).
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { launchBrowser, startServer, waitFor } from './lib/harness.mjs';
+
+let server;
+let browser;
+
+before(async () => {
+  server = await startServer();
+  browser = await launchBrowser({ fakeMedia: false });
+});
+
+after(async () => {
+  await browser?.close();
+  await server?.stop();
+});
+
+/** Routes the page's /ws to a script: returns {sent: [client frames], send(msg)}. */
+async function mockSignaling(page, onClientMessage) {
+  const ctl = { sent: [], ws: null };
+  ctl.send = (msg) => ctl.ws.send(JSON.stringify({ v: 1, ...msg }));
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    ctl.ws = ws;
+    ws.onMessage((data) => {
+      const msg = JSON.parse(String(data));
+      ctl.sent.push(msg);
+      onClientMessage?.(msg, ctl);
+    });
+  });
+  return ctl;
+}
+
+const layers = [{ rid: 'q', scale_resolution_down_by: 4, max_bitrate: 150000, max_framerate: 15 }];
+const you = (id, name, role) => ({ participant_id: id, name, role, audio_muted: false, video_muted: false });
+
+test('patient: invite join, lobby screen, admitted, forced mute, removed', { timeout: 30_000 }, async () => {
+  const page = await browser.newPage('patient');
+  const sig = await mockSignaling(page, (msg, ctl) => {
+    if (msg.type === 'join') ctl.send({ type: 'lobby', participant_id: 'p7', room: 'c-1', title: 'Tái khám tim mạch', name: 'Chị Hoa', role: 'patient' });
+  });
+  await page.goto(`${server.baseUrl}/?invite=aaa.bbb.ccc&lang=vi`);
+  await page.waitForSelector('#lobby-screen', { state: 'visible', timeout: 5_000 });
+  assert.deepEqual(sig.sent[0], { v: 1, type: 'join', invite: 'aaa.bbb.ccc' });
+  assert.equal(await page.textContent('#lobby-hello'), 'Xin chào Chị Hoa!');
+  assert.match(await page.textContent('#lobby-title'), /Tái khám tim mạch/);
+  assert.match(await page.textContent('.lobby-wait'), /Phòng khám sẽ mời bạn vào/);
+  assert.equal(await page.evaluate(() => window.__consult.state), 'lobby');
+  assert.equal(await page.textContent('#status-text'), 'Đang chờ được mời vào…');
+
+  // Admitted: the call screen, and the client's only offer (no screen transceiver for a patient).
+  sig.send({ type: 'joined', participant_id: 'p7', room: 'c-1', title: 'Tái khám tim mạch', you: you('p7', 'Chị Hoa', 'patient'), participants: [you('p1', 'Phòng khám', 'clinic')], video_layers: layers });
+  await page.waitForSelector('#call-screen', { state: 'visible', timeout: 5_000 });
+  await waitFor(() => sig.sent.find((m) => m.type === 'offer'), { timeoutMs: 5_000, what: 'the offer' });
+  const offer = sig.sent.find((m) => m.type === 'offer');
+  assert.equal(offer.screen_mid, undefined, 'a patient offers no screen transceiver');
+  assert.match(offer.sdp, /m=application .* webrtc-datachannel/, 'the offer carries the data channel');
+  assert.match(await page.textContent('#room-label'), /Tái khám tim mạch/);
+  assert.equal(await page.isVisible('#btn-share'), false);
+  assert.equal(await page.isVisible('#btn-end'), false);
+  assert.equal(await page.isVisible(`.tile[data-participant-id="p1"] .tile-actions`), false, 'no moderation for a patient');
+
+  // Forced mute (no microphone here: still told).
+  sig.send({ type: 'mute_changed', participant_id: 'p7', kind: 'audio', muted: true, by: 'p1' });
+  await page.waitForSelector('#info-notice', { state: 'visible', timeout: 3_000 });
+  assert.match(await page.textContent('#info-notice'), /Phòng khám đã tắt mic của bạn/);
+
+  sig.send({ type: 'closed', reason: 'removed' });
+  await page.waitForSelector('#end-screen', { state: 'visible', timeout: 3_000 });
+  assert.equal(await page.textContent('#end-heading'), 'Bạn đã được mời ra khỏi buổi khám');
+  assert.equal(await page.isVisible('#btn-rejoin'), false);
+  sig.ws.close();
+  await page.waitForTimeout(300);
+  assert.equal(await page.evaluate(() => window.__consult.state), 'closed', 'no reconnect after closed');
+  await page.close();
+});
+
+test('clinic: waiting list with admit and deny, tile moderation, end consult, screen transceiver', { timeout: 30_000 }, async () => {
+  const page = await browser.newPage('clinic');
+  const sig = await mockSignaling(page, (msg, ctl) => {
+    if (msg.type === 'join') {
+      ctl.send({ type: 'joined', participant_id: 'p1', room: 'c-1', title: 'Hội chẩn', you: you('p1', 'Phòng khám Bắc Hà', 'clinic'), participants: [you('p2', 'BS. Lan', 'specialist')], video_layers: layers });
+      ctl.send({ type: 'lobby_changed', waiting: [you('p7', 'Chị Hoa', 'patient'), you('p8', 'Anh Nam', 'patient')] });
+    }
+  });
+  await page.goto(`${server.baseUrl}/?invite=aaa.bbb.ccc&lang=en`);
+  await page.waitForSelector('#waiting-panel', { state: 'visible', timeout: 5_000 });
+  assert.match(await page.textContent('#waiting-heading'), /2 waiting to join/);
+  assert.equal(await page.getAttribute('#waiting-panel', 'class'), 'notice waiting-panel fresh');
+  await page.click('#waiting-list li[data-waiting-id="p7"] .waiting-admit');
+  await waitFor(() => sig.sent.find((m) => m.type === 'admit'), { timeoutMs: 3_000, what: 'admit' });
+  assert.deepEqual(sig.sent.find((m) => m.type === 'admit'), { v: 1, type: 'admit', participant_id: 'p7' });
+  await page.click('#waiting-list li[data-waiting-id="p8"] .waiting-deny');
+  await page.waitForSelector('#confirm-dialog[open]');
+  assert.match(await page.textContent('#confirm-text'), /Anh Nam/);
+  await page.click('#confirm-ok');
+  await waitFor(() => sig.sent.find((m) => m.type === 'deny'), { timeoutMs: 3_000, what: 'deny' });
+  assert.equal(sig.sent.find((m) => m.type === 'deny').participant_id, 'p8');
+  sig.send({ type: 'lobby_changed', waiting: [] });
+  await page.waitForSelector('#waiting-panel', { state: 'hidden', timeout: 3_000 });
+
+  // The offer names the pre-allocated screen transceiver.
+  await waitFor(() => sig.sent.find((m) => m.type === 'offer'), { timeoutMs: 5_000, what: 'the offer' });
+  const offer = sig.sent.find((m) => m.type === 'offer');
+  assert.equal(typeof offer.screen_mid, 'string', 'a clinic names its screen transceiver');
+  assert.match(offer.sdp, new RegExp(`a=mid:${offer.screen_mid}\\r\\n`));
+
+  // Tile moderation: remove asks first; cancel sends nothing.
+  await page.click('.tile[data-participant-id="p2"] .tile-remove');
+  await page.click('#confirm-cancel');
+  await page.waitForTimeout(200);
+  assert.equal(sig.sent.filter((m) => m.type === 'remove').length, 0, 'cancel removes nobody');
+  await page.click('.tile[data-participant-id="p2"] .tile-remove');
+  await page.click('#confirm-ok');
+  await waitFor(() => sig.sent.find((m) => m.type === 'remove'), { timeoutMs: 3_000, what: 'remove' });
+  assert.equal(sig.sent.find((m) => m.type === 'remove').participant_id, 'p2');
+
+  assert.equal(await page.isVisible('#btn-end'), true);
+  await page.click('#btn-end');
+  await page.click('#confirm-ok');
+  await waitFor(() => sig.sent.find((m) => m.type === 'end_consult'), { timeoutMs: 3_000, what: 'end_consult' });
+  sig.send({ type: 'closed', reason: 'consult_ended' });
+  await page.waitForSelector('#end-screen', { state: 'visible', timeout: 3_000 });
+  assert.equal(await page.textContent('#end-heading'), 'The consult has ended');
+  await page.close();
+});
+
+test('unauthorized and consult_ended errors before joining', { timeout: 20_000 }, async () => {
+  for (const [code, re] of [['unauthorized', /not valid or has expired/], ['consult_ended', /consult has ended/]]) {
+    const page = await browser.newPage(code);
+    await mockSignaling(page, (msg, ctl) => {
+      if (msg.type === 'join') ctl.send({ type: 'error', code, message: 'x' });
+    });
+    await page.goto(`${server.baseUrl}/?invite=aaa.bbb.ccc&lang=en`);
+    await page.waitForSelector('#end-screen', { state: 'visible', timeout: 5_000 });
+    assert.match(await page.textContent('#end-screen'), re);
+    assert.equal(await page.isVisible('#btn-rejoin'), false);
+    await page.close();
+  }
+});
+
+test('operator page against a scripted API', { timeout: 30_000 }, async () => {
+  const page = await browser.newPage('operator');
+  const requests = [];
+  const consult = { id: 'c-abc', clinic: 'Phòng khám Bắc Hà', title: 'Tái khám', scheduled_at: null, created_at: '2026-11-26T01:00:00Z', ended_at: null, status: 'open' };
+  const invites = [
+    { name: 'BS. Lan', role: 'specialist', lobby: false, token_id: 't1', expires_at: '2026-11-27T01:00:00Z', link: '/?invite=a.b.c' },
+    { name: 'Chị Hoa', role: 'patient', lobby: true, token_id: 't2', expires_at: '2026-11-27T01:00:00Z', link: '/?invite=d.e.f' },
+    { name: 'Phòng khám Bắc Hà', role: 'clinic', lobby: false, token_id: 't3', expires_at: '2026-11-27T01:00:00Z', link: '/?invite=g.h.i' },
+  ];
+  let list = [];
+  await page.route('**/api/v1/**', async (route) => {
+    const req = route.request();
+    const url = new URL(req.url());
+    requests.push({ method: req.method(), path: url.pathname, auth: req.headers().authorization, body: req.postDataJSON?.() ?? null });
+    if (req.headers().authorization !== 'Bearer good-key-0123456789') {
+      return route.fulfill({ status: 401, contentType: 'application/json', body: JSON.stringify({ error: { code: 'unauthorized', message: 'bad key' } }) });
+    }
+    if (url.pathname === '/api/v1/consults' && req.method() === 'POST') {
+      list = [consult];
+      return route.fulfill({ status: 201, contentType: 'application/json', body: JSON.stringify({ consult, invites }) });
+    }
+    if (url.pathname === '/api/v1/consults') return route.fulfill({ contentType: 'application/json', body: JSON.stringify({ consults: list }) });
+    if (url.pathname === '/api/v1/consults/c-abc/audit') {
+      return route.fulfill({ contentType: 'application/json', body: JSON.stringify({ events: [{ at: '2026-11-26T01:00:00Z', action: 'created', actor: 'Phòng khám Bắc Hà', actor_role: 'clinic', subject: null, detail: null }] }) });
+    }
+    if (url.pathname === '/api/v1/consults/c-abc/end') {
+      list = [{ ...consult, status: 'ended', ended_at: '2026-11-26T02:00:00Z' }];
+      return route.fulfill({ contentType: 'application/json', body: JSON.stringify({ consult: list[0] }) });
+    }
+    return route.fulfill({ status: 404, contentType: 'application/json', body: JSON.stringify({ error: { code: 'not_found', message: 'no' } }) });
+  });
+  page.on('dialog', (d) => d.accept());
+
+  // A wrong key brings the key form back with a message; the right one is remembered.
+  await page.goto(`${server.baseUrl}/operator.html?lang=en#key=wrong-key`);
+  await page.waitForSelector('#key-card', { state: 'visible', timeout: 5_000 });
+  assert.match(await page.textContent('#page-error'), /key is wrong/);
+  assert.ok(!page.url().includes('wrong-key'), 'the key is taken out of the address bar');
+  await page.fill('#key-input', 'good-key-0123456789');
+  await page.click('#key-form button[type=submit]');
+  await page.waitForSelector('#create-card', { state: 'visible', timeout: 5_000 });
+  assert.equal(await page.evaluate(() => localStorage.getItem('consult.operatorKey')), 'good-key-0123456789');
+
+  // Create: title, time, rows (the empty third row is dropped).
+  await page.fill('#c-title', 'Tái khám');
+  await page.fill('#c-when', '2026-12-01T09:30');
+  await page.fill('#c-expires', '48');
+  const rows = page.locator('#p-rows .prow');
+  await rows.nth(0).locator('[name=name]').fill('BS. Lan');
+  await rows.nth(1).locator('[name=name]').fill('Chị Hoa');
+  await page.click('#btn-add-row');
+  await page.click('#btn-create');
+  await page.waitForSelector('#invites-card', { state: 'visible', timeout: 5_000 });
+  const post = requests.find((r) => r.method === 'POST' && r.path === '/api/v1/consults');
+  assert.equal(post.body.title, 'Tái khám');
+  assert.equal(post.body.expires_in_hours, 48);
+  assert.equal(new Date(post.body.scheduled_at).getTime(), new Date(2026, 11, 1, 9, 30).getTime());
+  assert.deepEqual(post.body.participants, [
+    { name: 'BS. Lan', role: 'specialist', lobby: false },
+    { name: 'Chị Hoa', role: 'patient', lobby: true },
+  ]);
+  assert.equal(await page.locator('#invite-list li').count(), 3);
+  assert.equal(await page.locator('#invite-list .invite-join').count(), 1);
+  assert.match(await page.textContent('#invite-list li[data-role="patient"] .invite-link'), /^http:\/\/127\.0\.0\.1:\d+\/\?invite=d\.e\.f$/);
+
+  // The list: audit trail, end, summary link.
+  const item = page.locator('#consult-list li[data-consult-id="c-abc"]');
+  await item.waitFor({ timeout: 5_000 });
+  await item.locator('.consult-audit').click();
+  await page.waitForSelector('#consult-list li[data-consult-id="c-abc"] table', { timeout: 3_000 });
+  assert.match(await item.textContent(), /created the consult/);
+  assert.match(await item.locator('.consult-summary').getAttribute('href'), /^summary\.html\?id=c-abc/);
+  await item.locator('.consult-end').click();
+  await page.waitForSelector('#consult-list li[data-consult-id="c-abc"] .pill[data-status="ended"]', { timeout: 3_000 });
+  assert.ok(requests.some((r) => r.method === 'POST' && r.path === '/api/v1/consults/c-abc/end'));
+
+  // Phone width: one column.
+  await page.setViewportSize({ width: 390, height: 800 });
+  const widths = await page.evaluate(() => [...document.querySelectorAll('.card')].filter((c) => !c.hidden).map((c) => c.getBoundingClientRect().width));
+  assert.ok(widths.every((w) => w <= 390), `cards fit a phone: ${widths}`);
+  await page.close();
+});
