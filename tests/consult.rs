@@ -37,10 +37,8 @@ async fn start(name: &str) -> TestServer {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "consult-ws-{name}-{}-{nanos}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("consult-ws-{name}-{}-{nanos}", std::process::id()));
     let config = Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         udp_addr: "127.0.0.1:0".parse().unwrap(),
@@ -454,7 +452,10 @@ async fn lobby_and_role_permissions_are_enforced_by_the_server() {
         if reply["code"] == "unauthorized" {
             break;
         }
-        assert!(Instant::now() < deadline, "removed invite still joins: {reply}");
+        assert!(
+            Instant::now() < deadline,
+            "removed invite still joins: {reply}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
