@@ -31,6 +31,10 @@ pub struct Config {
     /// Clinic operators who may use the API (`[[operators]]`, file only). None configured: a
     /// local dev operator is made at start.
     pub operators: Vec<OperatorConfig>,
+    /// WebSocket connections at once, in total; more get HTTP 503 `server_busy`.
+    pub max_connections: usize,
+    /// WebSocket connections at once from one client address (an IPv6 /64); more get 503.
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,6 +126,8 @@ impl Default for Config {
             initial_estimate_bps: 600_000,
             consults: ConsultsConfig::default(),
             operators: Vec::new(),
+            max_connections: signaling::limits::DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: signaling::limits::DEFAULT_MAX_CONNECTIONS_PER_IP,
         }
     }
 }
@@ -164,6 +170,8 @@ struct FileConfig {
     initial_estimate_bps: Option<u64>,
     consults: Option<FileConsults>,
     operators: Option<Vec<FileOperator>>,
+    max_connections: Option<usize>,
+    max_connections_per_ip: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -196,6 +204,10 @@ Options (each also as env CONSULT_<NAME>, e.g. CONSULT_HTTP_ADDR; the command li
   --db-path FILE          consult database (SQLite)  [data/consults.sqlite]
   --public-url URL        base of invite links       [http://<http-addr>]
   --allow-open-join 1     join by room name without an invite: media load tests ONLY
+  --max-connections N     WebSocket connections at once    [2000]
+  --max-connections-per-ip N
+                          ... from one client address      [50]
+                          (behind a local proxy: its X-Forwarded-For; IPv6: a /64)
 Env or file only:
   CONSULT_TOKEN_SECRET    invite signing key, 32+ characters [generated, kept in the database]
 File only ([[operators]] tables, see docs/API.md):
@@ -278,6 +290,14 @@ pub fn load(
             "initial_estimate_bps",
             file.initial_estimate_bps.map(|n| n.to_string()),
         );
+        push(
+            "max_connections",
+            file.max_connections.map(|n| n.to_string()),
+        );
+        push(
+            "max_connections_per_ip",
+            file.max_connections_per_ip.map(|n| n.to_string()),
+        );
         if let Some(c) = file.consults {
             push("db_path", c.db_path.map(|p| p.display().to_string()));
             push("token_secret", c.token_secret);
@@ -310,6 +330,15 @@ pub fn load(
             }
             "initial_estimate_bps" => {
                 config.initial_estimate_bps = value.parse().map_err(|_| bad("number"))?
+            }
+            // Zero would refuse every consult: a typo, not a setting.
+            "max_connections" => {
+                config.max_connections =
+                    parse_positive(&value).ok_or_else(|| bad("number of 1 or more"))?
+            }
+            "max_connections_per_ip" => {
+                config.max_connections_per_ip =
+                    parse_positive(&value).ok_or_else(|| bad("number of 1 or more"))?
             }
             "db_path" if value.trim().is_empty() => return Err(bad("file path")),
             "db_path" => config.consults.db_path = PathBuf::from(value),
@@ -355,6 +384,10 @@ pub fn load(
         config.video_layers = layers;
     }
     Ok(Command::Run(Box::new(config)))
+}
+
+fn parse_positive(s: &str) -> Option<usize> {
+    s.trim().parse().ok().filter(|&n| n > 0)
 }
 
 fn parse_bool(s: &str) -> Option<bool> {
@@ -767,6 +800,85 @@ key = "key-of-clinic-b-0002"
                 "{a} {env:?}: {err:?} should mention {want:?}"
             );
             assert!(!err.contains("too-short"), "secrets are not echoed: {err}");
+        }
+    }
+
+    #[test]
+    fn connection_limits_from_file_env_and_command_line() {
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            Option<&'a str>,
+            (usize, usize),
+        );
+        let cases: &[Case] = &[
+            ("", &[], None, (2000, 50)),
+            (
+                "--config c.toml",
+                &[],
+                Some("max_connections = 300\nmax_connections_per_ip = 20"),
+                (300, 20),
+            ),
+            (
+                "--config c.toml --max-connections-per-ip 5",
+                &[("CONSULT_MAX_CONNECTIONS", "100")],
+                Some("max_connections = 300\nmax_connections_per_ip = 20"),
+                (100, 5),
+            ),
+            (
+                "--max-connections=10",
+                &[("CONSULT_MAX_CONNECTIONS_PER_IP", " 3 ")],
+                None,
+                (10, 3),
+            ),
+        ];
+        for (a, env, file, want) in cases {
+            let c = run(a, env, *file).unwrap();
+            assert_eq!(
+                (c.max_connections, c.max_connections_per_ip),
+                *want,
+                "{a} {env:?} {file:?}"
+            );
+        }
+        type Bad<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<&'a str>, &'a str);
+        let bad: &[Bad] = &[
+            (
+                "--max-connections 0",
+                &[],
+                None,
+                "--max-connections: max_connections = \"0\" is not a valid number of 1 or more",
+            ),
+            (
+                "--max-connections-per-ip many",
+                &[],
+                None,
+                "max_connections_per_ip = \"many\"",
+            ),
+            (
+                "",
+                &[("CONSULT_MAX_CONNECTIONS", "-1")],
+                None,
+                "env CONSULT_MAX_CONNECTIONS",
+            ),
+            (
+                "--config c.toml",
+                &[],
+                Some("max_connections = -5"),
+                "c.toml",
+            ),
+            (
+                "--config c.toml",
+                &[],
+                Some("max_connections_per_ip = 0"),
+                "file c.toml: max_connections_per_ip",
+            ),
+        ];
+        for (a, env, file, want) in bad {
+            let err = run(a, env, *file).unwrap_err().to_string();
+            assert!(
+                err.contains(want),
+                "{a} {env:?}: {err:?} should mention {want:?}"
+            );
         }
     }
 

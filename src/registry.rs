@@ -2,7 +2,7 @@
 //! taken on join and when a room closes, never on the media path.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use signaling::{
@@ -24,6 +24,8 @@ struct Inner {
     consults: Consults,
     /// Join by room name without an invite (load tests and media tests only).
     open_join: bool,
+    /// Set at shutdown: joins are refused while rooms tell their participants to come back.
+    restarting: AtomicBool,
     rooms: Mutex<HashMap<RoomId, RoomHandle>>,
     next_participant: AtomicU64,
 }
@@ -35,6 +37,7 @@ impl Registry {
                 plane,
                 consults,
                 open_join,
+                restarting: AtomicBool::new(false),
                 rooms: Mutex::new(HashMap::new()),
                 next_participant: AtomicU64::new(1),
             }),
@@ -77,6 +80,16 @@ impl Registry {
         let handle = self.lock().get(&RoomId(consult_id.to_string())).cloned();
         if let Some(h) = handle {
             let _ = h.commands.send(RoomCommand::End);
+        }
+    }
+
+    /// Shutdown for a restart: refuse joins from now on and have every room tell its
+    /// participants to rejoin shortly; their clients close their sockets, and rooms close as
+    /// they empty (`room_count` reaches 0).
+    pub fn restart(&self) {
+        self.inner.restarting.store(true, Ordering::SeqCst);
+        for h in self.lock().values() {
+            let _ = h.commands.send(RoomCommand::Restart);
         }
     }
 
@@ -130,6 +143,9 @@ impl RoomService for Registry {
         request: JoinRequest,
         outbox: mpsc::Sender<ServerMessage>,
     ) -> Result<RoomLink, JoinError> {
+        if self.inner.restarting.load(Ordering::SeqCst) {
+            return Err(JoinError::Restarting);
+        }
         let admission = self.admission(request).await?;
         let participant =
             ParticipantId(self.inner.next_participant.fetch_add(1, Ordering::Relaxed));

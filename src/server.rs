@@ -109,6 +109,10 @@ pub struct ServeOptions {
     pub operators: Vec<OperatorConfig>,
     /// Join by room name without an invite (media load tests only).
     pub allow_open_join: bool,
+    /// WebSocket connection limits and the join timeout (`signaling/PROTOCOL.md`).
+    pub connection_limits: signaling::Limits,
+    /// How long a TCP connection may stall in HTTP before or between requests.
+    pub http_timeouts: crate::http::HttpTimeouts,
 }
 
 impl ServeOptions {
@@ -131,6 +135,12 @@ impl ServeOptions {
             },
             operators: config.operators.clone(),
             allow_open_join: config.consults.allow_open_join,
+            connection_limits: signaling::Limits {
+                max_connections: config.max_connections,
+                max_connections_per_ip: config.max_connections_per_ip,
+                ..signaling::Limits::default()
+            },
+            http_timeouts: crate::http::HttpTimeouts::default(),
         }
     }
 }
@@ -208,8 +218,12 @@ impl Server {
     }
 }
 
+/// How long shutdown waits for connections to close after the signal (the whole shutdown
+/// must fit in 5 s, with the store flush after it).
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// How long shutdown waits for queued audit and participation writes.
-const STORE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+const STORE_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub async fn run(
     listeners: Listeners,
@@ -254,12 +268,48 @@ async fn serve(
         registry: registry.clone(),
         operators: operators.into(),
     };
-    let app = crate::http::router(registry.clone(), metrics, options.web_root, api);
+    let app = crate::http::router(
+        registry.clone(),
+        metrics,
+        options.web_root,
+        api,
+        &options.connection_limits,
+    );
     tracing::info!(candidate = %options.candidate_addr, "media plane ready");
-    let result = axum::serve(listeners.http, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServerError::Http);
+    // On the signal, rooms tell every participant to rejoin shortly and let them go, which
+    // ends their WebSocket connections; axum then stops once the remaining requests finish.
+    // A client that keeps its socket open anyway does not hold the exit past the grace.
+    let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let on_signal = {
+        let registry = registry.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: telling participants to rejoin");
+            registry.restart();
+            let _ = signalled_tx.send(());
+        }
+    };
+    // The guarded listener drops connections that stall in HTTP; `Peer` gives each request
+    // its connection (the client address the signaling limits count by).
+    let serving = axum::serve(
+        crate::http::GuardedListener::new(listeners.http, options.http_timeouts),
+        app.into_make_service_with_connect_info::<crate::http::Peer>(),
+    )
+    .with_graceful_shutdown(on_signal);
+    // Upgraded WebSocket connections are not axum's in-flight requests: it returns at once.
+    // Wait (bounded) for the rooms to empty, i.e. for every client to have read `closed`.
+    let result = serving.await.map_err(ServerError::Http);
+    if signalled.await.is_ok() {
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+        while registry.room_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if registry.room_count() > 0 {
+            tracing::warn!(
+                "participants still connected after {SHUTDOWN_GRACE:?}; stopping anyway"
+            );
+        }
+    }
     registry.close_all();
     drop(registry);
     udp_task.abort();

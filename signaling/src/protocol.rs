@@ -71,6 +71,8 @@ pub enum CloseReason {
     Removed,
     /// The consult was ended (by the operator, in the consult or through the API).
     ConsultEnded,
+    /// The server is restarting (an upgrade): join again with the same invite in a moment.
+    ServerRestart,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -348,10 +350,16 @@ pub enum ErrorCode {
     /// Your role may not do this.
     Forbidden,
     ConsultEnded,
+    /// The server is restarting and takes no joins now; retry in a few seconds.
+    ServerRestarting,
     /// No such participant (admit, deny, remove, mute).
     UnknownParticipant,
     /// The server failed; the message was not applied.
     Internal,
+    /// No `join` within the join timeout after the socket opened; the socket closes next.
+    JoinTimeout,
+    /// The server or your address has too many connections (HTTP 503 before the upgrade).
+    ServerBusy,
 }
 
 impl ErrorCode {
@@ -372,8 +380,11 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::ConsultEnded => "consult_ended",
+            ErrorCode::ServerRestarting => "server_restarting",
             ErrorCode::UnknownParticipant => "unknown_participant",
             ErrorCode::Internal => "internal",
+            ErrorCode::JoinTimeout => "join_timeout",
+            ErrorCode::ServerBusy => "server_busy",
         }
     }
 }
@@ -726,6 +737,8 @@ mod tests {
             ErrorCode::BadJson,
             ErrorCode::RoomFull,
             ErrorCode::RateLimited,
+            ErrorCode::JoinTimeout,
+            ErrorCode::ServerBusy,
         ] {
             let wire = serde_json::to_value(code).unwrap();
             assert_eq!(wire, code.as_str(), "as_str matches serde");

@@ -151,10 +151,11 @@ impl Room {
     pub(super) fn leave_lobby(&mut self, id: ParticipantId) {
         if let Some(k) = self.waiting.iter().position(|w| w.id == id) {
             let w = self.waiting.remove(k);
-            self.audit(
+            self.audit_detail(
                 AuditAction::Left,
                 &w.admission.name,
                 Some(w.admission.role),
+                None,
                 Some("left the lobby".into()),
             );
             self.lobby_changed();
@@ -267,6 +268,23 @@ impl Room {
         }
     }
 
+    /// The server restarts: everyone (lobby included) is told to come back with the same
+    /// invite. They stay until their client closes its socket, so the message surely arrived
+    /// (a connection dropped at once could lose it); the server stops waiting after a grace.
+    pub(super) fn restart(&mut self) {
+        info!("server restarting: asking everyone to rejoin");
+        self.restarting = true;
+        let bye = ServerMessage::Closed {
+            reason: CloseReason::ServerRestart,
+        };
+        for w in &self.waiting {
+            w.send(bye.clone());
+        }
+        for p in &self.participants {
+            p.send(bye.clone());
+        }
+    }
+
     /// Screen share on the transceiver the client named in its offer.
     pub(super) fn share(&mut self, i: usize, active: bool) -> Result<(), SignalError> {
         self.check(i, Action::ShareScreen, "your role may not share a screen")?;
@@ -312,6 +330,17 @@ impl Room {
         actor_role: Option<Role>,
         subject: Option<String>,
     ) {
+        self.audit_detail(action, actor, actor_role, subject, None);
+    }
+
+    pub(super) fn audit_detail(
+        &self,
+        action: AuditAction,
+        actor: &str,
+        actor_role: Option<Role>,
+        subject: Option<String>,
+        detail: Option<String>,
+    ) {
         if let Some(c) = &self.consults {
             c.audit(AuditEvent {
                 consult_id: self.id.0.clone(),
@@ -320,7 +349,7 @@ impl Room {
                 actor: actor.to_string(),
                 actor_role,
                 subject,
-                detail: None,
+                detail,
             });
         }
     }

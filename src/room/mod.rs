@@ -79,6 +79,8 @@ pub enum RoomCommand {
     },
     /// The consult was ended through the API.
     End,
+    /// The server is restarting: everyone is told to rejoin and let go.
+    Restart,
 }
 
 /// The registry's view of a running room.
@@ -126,6 +128,8 @@ pub struct Room {
     next_sample: Instant,
     /// Set once the consult ended: the room closes when everyone is gone.
     ended: bool,
+    /// The server is restarting: those leaving now leave for that reason.
+    restarting: bool,
     transfers: Vec<channel::Transfer>,
     next_relay_id: u32,
     relay_buf: Vec<u8>,
@@ -158,6 +162,7 @@ pub fn spawn(
         consults,
         next_sample: Instant::now(),
         ended: false,
+        restarting: false,
         transfers: Vec::new(),
         next_relay_id: 0,
         relay_buf: Vec::with_capacity(channel::CHUNK + channel::HEADER),
@@ -289,6 +294,7 @@ impl Room {
                 }
             }
             RoomCommand::End => self.end_consult(None),
+            RoomCommand::Restart => self.restart(),
             RoomCommand::Snapshot { reply } => {
                 let _ = reply.send(self.snapshot(Instant::now()));
             }
@@ -688,18 +694,29 @@ impl Room {
     }
 
     fn remove(&mut self, i: usize, reason: &str) {
+        // Told to rejoin, clients close their media and socket in some order: either way they
+        // leave because of the restart.
+        let reason = if self.restarting {
+            "server restarting"
+        } else {
+            reason
+        };
         let mut p = self.participants.remove(i);
         info!(participant = %p.id, reason, "removed");
         self.record_participation(&p, SystemTime::now());
         if reason != "removed" && reason != "consult ended" {
-            self.audit(
+            self.audit_detail(
                 crate::consult::AuditAction::Left,
                 &p.name,
                 Some(p.role),
+                None,
                 (reason != "left").then(|| reason.to_string()),
             );
         }
-        if !matches!(reason, "left" | "removed" | "consult ended") {
+        if !matches!(
+            reason,
+            "left" | "removed" | "consult ended" | "server restarting"
+        ) {
             p.send(ServerMessage::error(
                 ErrorCode::Internal,
                 format!("you were disconnected: {reason}"),

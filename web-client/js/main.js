@@ -19,8 +19,11 @@ const MODERATOR_ROLES = ['specialist', 'clinic']; // admit / deny
 const CLOSED_REASONS = ['denied', 'removed', 'consult_ended'];
 
 const WAIT_RETRY_MS = 3000; // patient waiting for the consult to be opened
-const RECONNECT_DELAY_MS = 2000;
-const MAX_RECONNECTS = 5;
+// Reconnects back off 0.5, 1, 2, then every 3 s (each +-30 % so a restarted server is not hit
+// by every client at once), for up to two minutes: long enough for a server upgrade.
+const RECONNECT_BASE_MS = 500;
+const RECONNECT_CAP_MS = 3000;
+const RECONNECT_GIVE_UP_MS = 120_000;
 // The weak-connection notice waits until the link has stayed poor this long: the server's
 // bandwidth estimate starts low for a few seconds after joining, even on a good link.
 const POOR_NOTICE_DELAY_MS = 10_000;
@@ -375,6 +378,11 @@ function onServerError(session, { code, message }) {
     closed('consult_ended');
     return;
   }
+  if (code === 'server_restarting') {
+    ui.setNotice('info', 'notice.server_restart');
+    connectionLost(false);
+    return;
+  }
   if (code === 'unauthorized') {
     app.errorCode = code;
     fail(key, { code }, { rejoin: false });
@@ -401,6 +409,14 @@ function onServerError(session, { code, message }) {
 
 /** The server ends our participation (`closed`): no reconnect, a clear message. */
 function closed(reason) {
+  if (reason === 'server_restart') {
+    // An upgrade: the invite stays valid, so come back by ourselves.
+    note('closed server_restart: rejoining');
+    ui.setNotice('info', 'notice.server_restart');
+    app.restarting = true;
+    connectionLost(true);
+    return;
+  }
   const r = CLOSED_REASONS.includes(reason) ? reason : 'consult_ended';
   app.closedReason = r;
   note(`closed ${reason}`);
@@ -592,6 +608,10 @@ function onPcState(state) {
   app.pcState = state;
   if (state === 'connected') {
     app.retries = 0;
+    if (app.restarting) {
+      app.restarting = false;
+      ui.setNotice('info', null);
+    }
     setState('connected');
   } else if (state === 'failed') {
     connectionLost(true);
@@ -606,16 +626,23 @@ function onSignalingClosed(session, { wasOpen, code }) {
   connectionLost(wasOpen);
 }
 
+/** Delay before reconnect attempt `n` (1-based): exponential, capped, with jitter. Pure. */
+export function reconnectDelay(n, random = Math.random) {
+  const base = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** Math.max(0, n - 1));
+  return Math.round(base * (0.7 + 0.6 * random()));
+}
+
 function connectionLost(wasOpen) {
   endSession();
   app.retries += 1;
-  if (app.retries > MAX_RECONNECTS) {
+  if (app.retries === 1) app.lostAt = performance.now();
+  if (performance.now() - app.lostAt > RECONNECT_GIVE_UP_MS) {
     fail(wasOpen ? 'error.connection_lost' : 'error.server_unreachable');
     return;
   }
   setState(app.waiting ? 'waiting' : 'joining');
   ui.setStatus('status.reconnecting', 'warn');
-  app.timer = setTimeout(connect, RECONNECT_DELAY_MS);
+  app.timer = setTimeout(connect, reconnectDelay(app.retries));
 }
 
 function fail(key, vars, { rejoin = true } = {}) {

@@ -59,12 +59,20 @@ function tomlString(s) {
  * @returns {Promise<{proc, pid, http: string, udp: string, baseUrl: string, operatorLink: string|null,
  *   log: () => string, stop: () => Promise<void>}>}
  */
-export async function startServer({ openJoin = true, operators = null, env = {} } = {}) {
+export async function startServer({
+  openJoin = true,
+  operators = null,
+  env = {},
+  dataDir: givenDir = null,
+  httpAddr = '127.0.0.1:0',
+  udpAddr = '127.0.0.1:0',
+} = {}) {
   if (!existsSync(SERVER_BIN)) {
     throw new Error(`server binary not found at ${SERVER_BIN}: build it (cargo build --release) or set CONSULT_SFU_BIN`);
   }
-  const dataDir = mkdtempSync(join(tmpdir(), 'consult-db-'));
-  const args = ['--http-addr', '127.0.0.1:0', '--udp-addr', '127.0.0.1:0', '--web-root', WEB_ROOT];
+  // A given dataDir outlives the server (restart tests start a second one on it).
+  const dataDir = givenDir ?? mkdtempSync(join(tmpdir(), 'consult-db-'));
+  const args = ['--http-addr', httpAddr, '--udp-addr', udpAddr, '--web-root', WEB_ROOT];
   if (operators?.length) {
     const file = join(dataDir, 'consult.toml');
     const text = operators.map((o) => `[[operators]]\nclinic = ${tomlString(o.clinic)}\nkey = ${tomlString(o.key)}\n`).join('\n');
@@ -81,14 +89,18 @@ export async function startServer({ openJoin = true, operators = null, env = {} 
   proc.stderr.on('data', (d) => log.push(d));
 
   const exited = new Promise((res) => proc.once('exit', (code, signal) => res({ code, signal })));
-  const stop = async () => {
+  /** Stops the server with `signal`; resolves to how long it took to exit (ms). */
+  const stop = async ({ signal = 'SIGTERM' } = {}) => {
+    const t0 = performance.now();
     if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
+      proc.kill(signal);
       const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(t);
     }
-    rmSync(dataDir, { recursive: true, force: true });
+    const ms = performance.now() - t0;
+    if (!givenDir) rmSync(dataDir, { recursive: true, force: true });
+    return ms;
   };
 
   let stdoutBuf = '';
@@ -130,6 +142,8 @@ export async function startServer({ openJoin = true, operators = null, env = {} 
         return operatorLink;
       },
       log: log.text,
+      /** Resolves to `{ code, signal }` when the process exits. */
+      exited,
       stop,
     };
   } catch (err) {
