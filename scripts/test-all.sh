@@ -13,6 +13,7 @@ command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v curl >/dev/null || need_apt+=(curl)
+command -v nft >/dev/null || need_apt+=(nftables)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -32,6 +33,7 @@ build_done=$(date +%s)
 
 log "rust tests"
 cargo test --release --workspace
+log "deploy files (promtool, compose/k8s/Docker cross-checks, --check-config, Prometheus scraping the real server)" && scripts/check-deploy.sh
 
 log "synthetic bots smoke (10 rooms x 3 participants through the real SFU)"
 load-tests/smoke.sh

@@ -13,6 +13,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// The one UDP port every peer's media uses.
     pub udp_addr: SocketAddr,
+    /// ICE-TCP (passive) listen address for clients whose UDP is blocked; `None`: off.
+    pub ice_tcp_addr: Option<SocketAddr>,
     /// The address put in ICE candidates; defaults to the UDP bind address, or 127.0.0.1 when
     /// that is unspecified (0.0.0.0).
     pub public_ip: Option<IpAddr>,
@@ -118,6 +120,7 @@ impl Default for Config {
         Config {
             http_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080),
             udp_addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000),
+            ice_tcp_addr: None,
             public_ip: None,
             web_root: PathBuf::from("web-client"),
             log: "info".into(),
@@ -162,6 +165,7 @@ pub enum ConfigError {
 struct FileConfig {
     http_addr: Option<String>,
     udp_addr: Option<String>,
+    ice_tcp_addr: Option<String>,
     public_ip: Option<String>,
     web_root: Option<PathBuf>,
     log: Option<String>,
@@ -195,8 +199,12 @@ consult-sfu: telehealth consult SFU
 
 Options (each also as env CONSULT_<NAME>, e.g. CONSULT_HTTP_ADDR; the command line wins):
   --config FILE           TOML file with the same keys (http_addr, udp_addr, ...)
+  --check-config          load and validate the config (file, env, command line) like a
+                          start would, print the effective settings (secrets redacted), exit:
+                          0 valid, 2 invalid
   --http-addr ADDR        HTTP listen address        [127.0.0.1:8080]
   --udp-addr ADDR         media UDP listen address   [127.0.0.1:40000]
+  --ice-tcp-addr ADDR     ICE-TCP listen address for clients without UDP, or off  [off]
   --public-ip IP          address given to browsers in ICE candidates
   --web-root DIR          web client folder          [web-client]
   --log FILTER            log filter                 [info]
@@ -208,16 +216,23 @@ Options (each also as env CONSULT_<NAME>, e.g. CONSULT_HTTP_ADDR; the command li
   --max-connections-per-ip N
                           ... from one client address      [50]
                           (behind a local proxy: its X-Forwarded-For; IPv6: a /64)
+  --initial-estimate-bps N
+                          bandwidth a new subscriber starts from   [600000]
 Env or file only:
   CONSULT_TOKEN_SECRET    invite signing key, 32+ characters [generated, kept in the database]
-File only ([[operators]] tables, see docs/API.md):
-  operators               clinic = \"...\", key = \"...\" (16+ characters), one per clinic
+File only:
+  operators               [[operators]] tables (docs/API.md), one per clinic:
+                          clinic = \"...\", key = \"...\" (16+ characters)
+  video_layers            simulcast layers q, h, f (rid, scale_resolution_down_by,
+                          max_bitrate, max_framerate)          [320x180, 640x360, 1280x720]
 ";
 
 /// What the command line asked for.
 #[derive(Debug, PartialEq)]
 pub enum Command {
     Run(Box<Config>),
+    /// `--check-config`: the config as a start would use it, to print and not to run.
+    CheckConfig(Box<Config>),
     Help,
 }
 
@@ -240,10 +255,16 @@ pub fn load(
             }
         }
     }
+    let mut check_only = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         if arg == "--help" || arg == "-h" {
             return Ok(Command::Help);
+        }
+        // A flag without a value: everything else is parsed exactly as for a start.
+        if arg == "--check-config" {
+            check_only = true;
+            continue;
         }
         let Some(name) = arg.strip_prefix("--") else {
             return Err(ConfigError::UnknownOption(arg.clone()));
@@ -279,6 +300,7 @@ pub fn load(
         };
         push("http_addr", file.http_addr);
         push("udp_addr", file.udp_addr);
+        push("ice_tcp_addr", file.ice_tcp_addr);
         push("public_ip", file.public_ip);
         push("web_root", file.web_root.map(|p| p.display().to_string()));
         push("log", file.log);
@@ -322,6 +344,10 @@ pub fn load(
         match key.as_str() {
             "http_addr" => config.http_addr = value.parse().map_err(|_| bad("socket address"))?,
             "udp_addr" => config.udp_addr = value.parse().map_err(|_| bad("socket address"))?,
+            "ice_tcp_addr" if value == "off" || value.is_empty() => config.ice_tcp_addr = None,
+            "ice_tcp_addr" => {
+                config.ice_tcp_addr = Some(value.parse().map_err(|_| bad("socket address or off"))?)
+            }
             "public_ip" => config.public_ip = Some(value.parse().map_err(|_| bad("IP address"))?),
             "web_root" => config.web_root = PathBuf::from(value),
             "log" => config.log = value,
@@ -383,7 +409,11 @@ pub fn load(
         validate_layers(&layers)?;
         config.video_layers = layers;
     }
-    Ok(Command::Run(Box::new(config)))
+    Ok(if check_only {
+        Command::CheckConfig(Box::new(config))
+    } else {
+        Command::Run(Box::new(config))
+    })
 }
 
 fn parse_positive(s: &str) -> Option<usize> {
@@ -495,6 +525,116 @@ fn validate_layers(layers: &[VideoLayerConfig]) -> Result<(), ConfigError> {
 }
 
 impl Config {
+    /// The effective settings, one `key = value` line each (TOML key paths), for
+    /// `--check-config`. Secrets show only whether they are set and their length: the output
+    /// goes to terminals, tickets and CI logs.
+    pub fn summary(&self) -> Vec<(String, String)> {
+        let or_unset = |v: Option<String>, unset: &str| v.unwrap_or_else(|| format!("({unset})"));
+        let layers = self
+            .video_layers
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} /{} {} bps {} fps",
+                    l.rid, l.scale_resolution_down_by, l.max_bitrate, l.max_framerate
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let operators = if self.operators.is_empty() {
+            "(none: a local dev operator, for one machine only)".to_string()
+        } else {
+            self.operators
+                .iter()
+                .map(|o| format!("{:?} key (redacted)", o.clinic))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let c = &self.consults;
+        vec![
+            ("http_addr".into(), self.http_addr.to_string()),
+            ("udp_addr".into(), self.udp_addr.to_string()),
+            (
+                "ice_tcp_addr".into(),
+                self.ice_tcp_addr
+                    .map_or_else(|| "off".to_string(), |a| a.to_string()),
+            ),
+            (
+                "public_ip".into(),
+                or_unset(
+                    self.public_ip.map(|ip| ip.to_string()),
+                    "unset: the UDP bind address",
+                ),
+            ),
+            ("web_root".into(), self.web_root.display().to_string()),
+            ("log".into(), self.log.clone()),
+            ("max_participants".into(), self.max_participants.to_string()),
+            ("video_layers".into(), layers),
+            (
+                "initial_estimate_bps".into(),
+                self.initial_estimate_bps.to_string(),
+            ),
+            ("max_connections".into(), self.max_connections.to_string()),
+            (
+                "max_connections_per_ip".into(),
+                self.max_connections_per_ip.to_string(),
+            ),
+            ("consults.db_path".into(), c.db_path.display().to_string()),
+            (
+                "consults.token_secret".into(),
+                or_unset(
+                    c.token_secret
+                        .as_ref()
+                        .map(|s| format!("(redacted, {} characters)", s.expose().chars().count())),
+                    "unset: generated once, kept in the database",
+                ),
+            ),
+            (
+                "consults.public_url".into(),
+                or_unset(c.public_url.clone(), "unset: from http_addr"),
+            ),
+            (
+                "consults.allow_open_join".into(),
+                c.allow_open_join.to_string(),
+            ),
+            ("operators".into(), operators),
+        ]
+    }
+
+    /// Valid but probably not meant for a server that browsers on other machines use.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.consults.allow_open_join {
+            out.push(
+                "allow_open_join is on: anyone who reaches the server enters any consult \
+                 (media load tests only)"
+                    .to_string(),
+            );
+        }
+        if self.operators.is_empty() {
+            out.push(
+                "no [[operators]]: a local dev operator is made, whose link only works on \
+                 this machine"
+                    .to_string(),
+            );
+        }
+        if self.public_ip.is_none() && !self.udp_addr.ip().is_loopback() {
+            out.push(format!(
+                "public_ip unset: browsers are told to send media to {}, which only works \
+                 on this machine or when that is the address they reach",
+                self.candidate_ip(self.udp_addr)
+            ));
+        }
+        if self.consults.public_url.is_none() && !self.http_addr.ip().is_loopback() {
+            out.push(
+                "consults.public_url unset: invite links use the bind address; set the \
+                 https:// name browsers reach (the TLS proxy's)"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
     /// Base of the links handed out: the configured one, else from the HTTP address the
     /// server is bound to (`localhost` for a loopback or unspecified address, which is right
     /// only for a browser on this machine).
@@ -536,7 +676,7 @@ mod tests {
         let file = file.map(String::from);
         match load(&args(a), &env, |_| file.clone().ok_or("missing".into()))? {
             Command::Run(c) => Ok(*c),
-            Command::Help => panic!("help"),
+            Command::CheckConfig(_) | Command::Help => panic!("not a run: {a}"),
         }
     }
 
@@ -880,6 +1020,85 @@ key = "key-of-clinic-b-0002"
                 "{a} {env:?}: {err:?} should mention {want:?}"
             );
         }
+    }
+
+    #[test]
+    fn check_config_validates_like_a_start() {
+        let file = r#"
+http_addr = "0.0.0.0:8080"
+udp_addr = "0.0.0.0:40000"
+[consults]
+token_secret = "0123456789abcdef0123456789abcdef"
+public_url = "https://consult.example.vn"
+[[operators]]
+clinic = "Tram y te Xa A"
+key = "key-of-clinic-a-0001"
+"#;
+        let env = [("CONSULT_LOG".to_string(), "debug".to_string())];
+        let read = |_: &str| Ok(file.to_string());
+        let a = args("--config c.toml --check-config --max-participants 4");
+        let Ok(Command::CheckConfig(checked)) = load(&a, &env, read) else {
+            panic!("--check-config is a check");
+        };
+        // The same settings a start with the same input would run with.
+        let a = args("--config c.toml --max-participants 4");
+        assert_eq!(load(&a, &env, read), Ok(Command::Run(checked.clone())));
+        assert_eq!(
+            (checked.max_participants, checked.log.as_str()),
+            (4, "debug")
+        );
+
+        let summary = checked.summary();
+        let text = format!("{summary:?}");
+        for secret in ["0123456789abcdef", "key-of-clinic-a"] {
+            assert!(
+                !text.contains(secret),
+                "secrets stay out of the summary: {text}"
+            );
+        }
+        let get = |k: &str| &summary.iter().find(|(key, _)| key == k).unwrap().1;
+        assert_eq!(get("consults.token_secret"), "(redacted, 32 characters)");
+        assert_eq!(get("operators"), "\"Tram y te Xa A\" key (redacted)");
+        assert_eq!(get("http_addr"), "0.0.0.0:8080");
+        let warnings = checked.warnings().join("\n");
+        assert!(warnings.contains("public_ip unset"), "{warnings}");
+        assert!(!warnings.contains("public_url"), "{warnings}");
+
+        // An invalid config is the same error with or without --check-config.
+        let bad = args("--check-config --max-participants 9");
+        assert_eq!(load(&bad, &[], read), Err(ConfigError::MaxParticipants(9)));
+        let bad = args("--config c.toml --check-config");
+        let err = load(&bad, &[], |_| Ok("max_participants = \"x\"".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("c.toml") && err.contains("max_participants"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn summary_names_every_file_key() {
+        // Each summary line is a key the file accepts (the README's table is checked
+        // against both in tests/deploy.rs).
+        let c = Config::default();
+        let keys: Vec<String> = c.summary().into_iter().map(|(k, _)| k).collect();
+        for key in &keys {
+            let (table, leaf) = match key.split_once('.') {
+                Some((t, l)) => (Some(t), l),
+                None => (None, key.as_str()),
+            };
+            // An unknown key fails; a known key with a wrong type fails differently.
+            let text = match table {
+                Some(t) => format!("[{t}]\n{leaf} = {{}}"),
+                None => format!("{leaf} = {{}}"),
+            };
+            let err = run("--config c.toml", &[], Some(&text))
+                .unwrap_err()
+                .to_string();
+            assert!(!err.contains("unknown field"), "{key}: {err}");
+        }
+        assert!(c.warnings().iter().any(|w| w.contains("no [[operators]]")));
     }
 
     #[test]

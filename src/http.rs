@@ -1,6 +1,7 @@
 //! HTTP routes: the web client's files, `/ws` signaling, the operator API under `/api/v1`,
-//! `/metrics`, `/healthz`. And the HTTP-phase deadlines of every TCP connection
-//! ([`GuardedListener`]), so a client that stalls before or between requests is dropped.
+//! `/metrics`, `/healthz` (alive), `/readyz` (takes new consults). And the HTTP-phase
+//! deadlines of every TCP connection ([`GuardedListener`]), so a client that stalls before or
+//! between requests is dropped.
 
 use std::future::Future;
 use std::io;
@@ -45,6 +46,7 @@ pub fn router(
         .route("/ws", get(signaling::ws_handler::<Registry>))
         .with_state(signaling::Endpoint::new(registry.clone(), limits))
         .route("/status", get(status))
+        .route("/readyz", get(readyz))
         .with_state(registry)
         .route("/metrics", get(render_metrics))
         .with_state(metrics)
@@ -322,6 +324,21 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoRespons
     )
 }
 
+/// Readiness for a load balancer or Kubernetes: 503 once shutdown has begun, since joins are
+/// refused from then on (the listener closes soon after, which probes also read as not
+/// ready). `/healthz` is about liveness only and stays 200 while the process runs.
+async fn readyz(State(registry): State<Registry>) -> Response {
+    readiness(registry.is_restarting()).into_response()
+}
+
+fn readiness(shutting_down: bool) -> (StatusCode, &'static str) {
+    if shutting_down {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else {
+        (StatusCode::OK, "ready\n")
+    }
+}
+
 async fn status(State(registry): State<Registry>) -> impl IntoResponse {
     axum::Json(serde_json::json!({ "rooms": registry.snapshot().await }))
 }
@@ -484,6 +501,15 @@ mod tests {
         stream.write_all(b"response").await.unwrap();
         let left = deadline.get().unwrap() - Instant::now();
         assert!(left > Duration::from_secs(4), "{left:?}");
+    }
+
+    #[test]
+    fn readiness_ends_with_shutdown() {
+        assert_eq!(readiness(false), (StatusCode::OK, "ready\n"));
+        assert_eq!(
+            readiness(true),
+            (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+        );
     }
 
     #[test]

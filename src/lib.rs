@@ -17,4 +17,5 @@ pub mod metrics;
 pub mod registry;
 pub mod room;
 pub mod server;
+pub mod tcp;
 pub mod udp;

@@ -2,24 +2,37 @@ use anyhow::Context;
 use consult_sfu::config::{self, Command};
 use consult_sfu::server::{Listeners, ServeOptions, Server};
 
+/// Exit status of a config that does not load or validate (`--check-config` and a start
+/// alike), distinct from a runtime failure (1) so systemd need not restart a bad config.
+const EXIT_BAD_CONFIG: i32 = 2;
+
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let config = match config::load(&args, &env, |p| {
+    let loaded = config::load(&args, &env, |p| {
         std::fs::read_to_string(p).map_err(|e| e.to_string())
-    })? {
-        Command::Help => {
+    });
+    let config = match loaded.and_then(check_log_filter) {
+        Err(e) => {
+            eprintln!("consult-sfu: invalid configuration: {e}");
+            std::process::exit(EXIT_BAD_CONFIG);
+        }
+        Ok(Command::Help) => {
             print!("{}", config::HELP);
             return Ok(());
         }
-        Command::Run(c) => c,
+        Ok(Command::CheckConfig(c)) => {
+            print_check(&c);
+            return Ok(());
+        }
+        Ok(Command::Run(c)) => c,
     };
     // Logs go to stderr: stdout carries the ready line scripts wait for.
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_new(&config.log)
-                .with_context(|| format!("log filter {:?}", config.log))?,
+                .expect("invariant: check_log_filter accepted this filter"),
         )
         .init();
 
@@ -47,6 +60,44 @@ fn main() -> anyhow::Result<()> {
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// The log filter is parsed by `tracing_subscriber`, not by `config`: checked here so a bad
+/// one is a config error (exit 2) for `--check-config` and a start alike.
+fn check_log_filter(command: Command) -> Result<Command, config::ConfigError> {
+    let log = match &command {
+        Command::Run(c) | Command::CheckConfig(c) => &c.log,
+        Command::Help => return Ok(command),
+    };
+    match tracing_subscriber::EnvFilter::try_new(log) {
+        Ok(_) => Ok(command),
+        Err(e) => Err(config::ConfigError::Value {
+            source_name: format!("log filter ({e})"),
+            key: "log".into(),
+            value: log.clone(),
+            expected: "tracing filter (e.g. info or consult_sfu=debug,str0m=info)",
+        }),
+    }
+}
+
+/// `--check-config`: what a start would use, on stdout (secrets redacted), and what looks
+/// unintended on stderr. Binds nothing and opens no database, so it is safe beside a
+/// running server (e.g. in `ExecStartPre` or before a `systemctl restart`).
+fn print_check(config: &config::Config) {
+    println!("configuration OK; effective settings:");
+    for (key, value) in config.summary() {
+        println!("  {key} = {value}");
+    }
+    let mut warnings = config.warnings();
+    if !config.web_root.join("index.html").is_file() {
+        warnings.push(format!(
+            "web_root {}: no index.html there; browsers would get 404",
+            config.web_root.display()
+        ));
+    }
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
 }
 
 async fn shutdown_signal() {

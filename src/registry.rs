@@ -93,6 +93,12 @@ impl Registry {
         }
     }
 
+    /// Shutdown has begun (`restart` was called): joins are refused, so the node is not
+    /// ready for new consults (`/readyz`).
+    pub fn is_restarting(&self) -> bool {
+        self.inner.restarting.load(Ordering::SeqCst)
+    }
+
     /// Closes every room (shutdown): rooms end when their command channel closes.
     pub fn close_all(&self) {
         self.lock().clear();

@@ -31,6 +31,11 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot bind ICE-TCP {addr}: {source}")]
+    BindIceTcp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("HTTP server: {0}")]
     Http(std::io::Error),
     /// Not a `source`: the message already carries the whole cause, once.
@@ -54,6 +59,8 @@ const UDP_BUFFER_BYTES: usize = 4 << 20;
 pub struct Listeners {
     pub http: TcpListener,
     pub udp: UdpSocket,
+    /// ICE-TCP, when configured.
+    pub tcp: Option<TcpListener>,
 }
 
 impl Listeners {
@@ -82,7 +89,22 @@ impl Listeners {
                 tracing::warn!("cannot size the UDP socket buffers: {e}");
             }
         }
-        Ok(Self { http, udp })
+        let tcp = match config.ice_tcp_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::BindIceTcp { addr, source })?,
+            ),
+            None => None,
+        };
+        Ok(Self { http, udp, tcp })
+    }
+
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp.as_ref().map(|t| {
+            t.local_addr()
+                .expect("invariant: a bound listener has an address")
+        })
     }
 
     pub fn http_addr(&self) -> SocketAddr {
@@ -101,6 +123,8 @@ impl Listeners {
 pub struct ServeOptions {
     pub web_root: PathBuf,
     pub candidate_addr: SocketAddr,
+    /// Our passive ICE-TCP candidate, when ICE-TCP is on.
+    pub tcp_candidate_addr: Option<SocketAddr>,
     pub max_participants: usize,
     pub video_layers: Vec<signaling::VideoLayerConfig>,
     pub initial_estimate_bps: u64,
@@ -121,6 +145,9 @@ impl ServeOptions {
         Self {
             web_root: config.web_root.clone(),
             candidate_addr: SocketAddr::new(config.candidate_ip(udp), udp.port()),
+            tcp_candidate_addr: listeners
+                .tcp_addr()
+                .map(|t| SocketAddr::new(config.candidate_ip(udp), t.port())),
             max_participants: config.max_participants,
             video_layers: config.video_layers.clone(),
             initial_estimate_bps: config.initial_estimate_bps,
@@ -255,6 +282,7 @@ async fn serve(
     let plane = Arc::new(MediaPlane {
         socket: socket.clone(),
         candidate_addr: options.candidate_addr,
+        tcp_candidate_addr: options.tcp_candidate_addr,
         demux: demux_tx,
         max_participants: options.max_participants,
         metrics: metrics.clone(),
@@ -262,7 +290,22 @@ async fn serve(
         initial_estimate_bps: options.initial_estimate_bps,
     });
     let registry = Registry::new(plane, consults.clone(), options.allow_open_join);
-    let udp_task = tokio::spawn(udp::receive_loop(socket, demux_rx, metrics.clone()));
+    let tcp_routes = listeners
+        .tcp
+        .as_ref()
+        .map(|_| crate::tcp::TcpRoutes::default());
+    let tcp_task = listeners.tcp.map(|listener| {
+        let routes = tcp_routes
+            .clone()
+            .expect("invariant: made when a listener exists");
+        tokio::spawn(crate::tcp::accept_loop(listener, routes, metrics.clone()))
+    });
+    let udp_task = tokio::spawn(udp::receive_loop(
+        socket,
+        demux_rx,
+        metrics.clone(),
+        tcp_routes,
+    ));
     let api = ApiState {
         consults: consults.clone(),
         registry: registry.clone(),
@@ -313,6 +356,9 @@ async fn serve(
     registry.close_all();
     drop(registry);
     udp_task.abort();
+    if let Some(t) = tcp_task {
+        t.abort();
+    }
     // Audit rows queued by the last requests and rooms are written before returning.
     match tokio::time::timeout(STORE_FLUSH_TIMEOUT, consults.flush()).await {
         Ok(Ok(())) => {}

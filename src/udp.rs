@@ -20,6 +20,19 @@ pub struct Datagram {
     pub source: SocketAddr,
     pub data: Bytes,
     pub at: Instant,
+    pub transport: Transport,
+}
+
+/// How a datagram arrived, and so how the answer goes back.
+#[derive(Debug)]
+pub enum Transport {
+    /// The shared UDP socket.
+    Udp,
+    /// An ICE-TCP connection accepted on `local`; `writer` sends RFC 4571 frames to it.
+    Tcp {
+        local: SocketAddr,
+        writer: crate::tcp::TcpWriter,
+    },
 }
 
 /// Where a participant's datagrams go.
@@ -47,7 +60,13 @@ pub async fn receive_loop(
     socket: Arc<UdpSocket>,
     mut commands: mpsc::UnboundedReceiver<DemuxCommand>,
     metrics: Arc<Metrics>,
+    tcp_routes: Option<crate::tcp::TcpRoutes>,
 ) {
+    let tcp_routes = |f: &dyn Fn(&mut std::collections::HashMap<String, Route>)| {
+        if let Some(m) = &tcp_routes {
+            f(&mut m.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    };
     let mut demux: Demux<Route> = Demux::new();
     // Datagrams are split off one large buffer, so there is one allocation per ~30 packets
     // rather than one per packet.
@@ -59,8 +78,18 @@ pub async fn receive_loop(
         tokio::select! {
             biased;
             command = commands.recv() => match command {
-                Some(DemuxCommand::Register { ufrag, route }) => demux.register(ufrag, route),
-                Some(DemuxCommand::Unregister { ufrag }) => demux.unregister(&ufrag),
+                Some(DemuxCommand::Register { ufrag, route }) => {
+                    tcp_routes(&|m| {
+                        m.insert(ufrag.clone(), route.clone());
+                    });
+                    demux.register(ufrag, route);
+                }
+                Some(DemuxCommand::Unregister { ufrag }) => {
+                    tcp_routes(&|m| {
+                        m.remove(&ufrag);
+                    });
+                    demux.unregister(&ufrag);
+                }
                 None => return,
             },
             received = socket.recv_buf_from(&mut buf) => {
@@ -78,7 +107,13 @@ pub async fn receive_loop(
                     metrics.udp_recv_dropped.inc();
                     continue;
                 };
-                let datagram = Datagram { participant: route.participant, source, data, at: Instant::now() };
+                let datagram = Datagram {
+                    participant: route.participant,
+                    source,
+                    data,
+                    at: Instant::now(),
+                    transport: Transport::Udp,
+                };
                 if route.inbox.try_send(datagram).is_err() {
                     metrics.udp_recv_dropped.inc();
                 }

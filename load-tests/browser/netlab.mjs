@@ -80,7 +80,7 @@ async function stopProc(proc) {
  * Creates namespace `<tag>s` (SFU side), starts linkem with `profile` (which creates `<tag>w`,
  * the weak side), then the SFU inside the SFU namespace.
  */
-export async function startLab(profile, { tag = `cl${process.pid % 10000}`, duration = 300, logCsv } = {}) {
+export async function startLab(profile, { tag = `cl${process.pid % 10000}`, duration = 300, logCsv, sfuArgs = [], blockWeakUdp = false } = {}) {
   for (const bin of [SERVER_BIN, LINKEM_BIN]) {
     if (!existsSync(bin)) throw new Error(`${bin} missing: run cargo build --release --workspace`);
   }
@@ -117,13 +117,21 @@ export async function startLab(profile, { tag = `cl${process.pid % 10000}`, dura
     lab.linkemStarted = Date.now();
 
     const sfu = spawn('ip', ['netns', 'exec', nsSfu, SERVER_BIN, '--http-addr', `${ADDR_SFU}:0`,
-      '--udp-addr', '0.0.0.0:0', '--public-ip', ADDR_SFU, '--web-root', join(REPO, 'web-client')],
+      '--udp-addr', '0.0.0.0:0', '--public-ip', ADDR_SFU, '--web-root', join(REPO, 'web-client'), ...sfuArgs],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONSULT_ALLOW_OPEN_JOIN: '1', CONSULT_DB_PATH: join(mkdtempSync(join(tmpdir(), 'consult-lab-db-')), 'consults.sqlite'), CONSULT_LOG: process.env.CONSULT_LOG || 'info,consult_sfu::room::adapt=debug' } });
     cleanup.push(() => stopProc(sfu));
     lab.sfuPid = sfu.pid;
     lab.sfuLog = watch(sfu, 5000);
     const m = await lab.sfuLog.waitFor(/CONSULT_READY http=(\S+)/, 30_000, 'consult-sfu');
     lab.base = `http://${m[1]}`;
+    if (blockWeakUdp) {
+      // A clinic firewall that lets only TCP out: every UDP packet the weak side sends is
+      // dropped (DNS is not needed: everything is by address).
+      const nft = (rules) => execFileSync('ip', ['netns', 'exec', nsWeak, 'nft', '-f', '-'], { input: rules });
+      nft('table inet consultfw {\n chain out {\n  type filter hook output priority 0;\n  meta l4proto udp counter drop\n }\n}\n');
+      lab.weakUdpDropped = () =>
+        Number(/packets (\d+)/.exec(execFileSync('ip', ['netns', 'exec', nsWeak, 'nft', 'list', 'chain', 'inet', 'consultfw', 'out'], { encoding: 'utf8' }))?.[1] ?? 0);
+    }
   } catch (e) {
     await lab.close();
     throw e;

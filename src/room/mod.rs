@@ -39,6 +39,8 @@ pub struct MediaPlane {
     pub socket: Arc<UdpSocket>,
     /// The address in our ICE candidate.
     pub candidate_addr: SocketAddr,
+    /// The address of our passive ICE-TCP candidate, when ICE-TCP is on.
+    pub tcp_candidate_addr: Option<SocketAddr>,
     pub demux: mpsc::UnboundedSender<DemuxCommand>,
     pub max_participants: usize,
     pub metrics: Arc<Metrics>,
@@ -325,6 +327,7 @@ impl Room {
             screen_mid: None,
             sharing: false,
             channel: None,
+            tcp: Vec::new(),
             audio_muted: false,
             video_muted: false,
             outbox,
@@ -398,6 +401,16 @@ impl Room {
         let candidate = Candidate::host(self.plane.candidate_addr, "udp")
             .expect("invariant: the candidate address is a bound UDP socket address");
         rtc.add_local_candidate(candidate);
+        if let Some(addr) = self.plane.tcp_candidate_addr {
+            // Passive: the client connects to us; its own candidates are active (port 9).
+            let tcp = Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+                .expect("invariant: a bound TCP address makes a host candidate");
+            rtc.add_local_candidate(tcp);
+        }
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         let route = Route {
             participant: id,
@@ -512,12 +525,27 @@ impl Room {
         let Ok(contents) = d.data.as_ref().try_into() else {
             return; // not STUN/DTLS/RTP: ignore, as a NIC would
         };
+        let (proto, destination) = match d.transport {
+            crate::udp::Transport::Udp => (Protocol::Udp, self.plane.candidate_addr),
+            crate::udp::Transport::Tcp { local, writer } => {
+                let p = &mut self.participants[i];
+                if !p.tcp.iter().any(|(a, _)| *a == d.source) {
+                    p.tcp.retain(|(_, w)| !w.is_closed());
+                    p.tcp.push((d.source, writer));
+                }
+                // str0m knows our candidate by the advertised address, not the bound one.
+                (
+                    Protocol::Tcp,
+                    self.plane.tcp_candidate_addr.unwrap_or(local),
+                )
+            }
+        };
         let input = Input::Receive(
             Instant::now(),
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source: d.source,
-                destination: self.plane.candidate_addr,
+                destination,
                 contents,
             },
         );
@@ -582,6 +610,17 @@ impl Room {
                     // timer. See load-tests/RESULTS.md.
                     p.next_timeout = t;
                     return;
+                }
+                Output::Transmit(t) if t.proto == Protocol::Tcp => {
+                    let sent = p
+                        .tcp
+                        .iter()
+                        .find(|(a, _)| *a == t.destination)
+                        .zip(crate::tcp::frame(&t.contents))
+                        .is_some_and(|((_, w), framed)| w.try_send(framed).is_ok());
+                    if !sent {
+                        self.plane.metrics.udp_send_dropped.inc();
+                    }
                 }
                 Output::Transmit(t) => {
                     if self

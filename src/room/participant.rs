@@ -226,6 +226,8 @@ pub struct Participant {
     pub sharing: bool,
     /// The `consult` data channel (chat, images), once open.
     pub channel: Option<str0m::channel::ChannelId>,
+    /// ICE-TCP connections from this client (remote address, writer), when it uses TCP.
+    pub tcp: Vec<(std::net::SocketAddr, crate::tcp::TcpWriter)>,
     pub audio_muted: bool,
     pub video_muted: bool,
     pub outbox: mpsc::Sender<ServerMessage>,
