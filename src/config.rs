@@ -681,6 +681,24 @@ mod tests {
     }
 
     #[test]
+    fn ice_tcp_is_off_unless_given_and_accepts_off() {
+        assert_eq!(run("", &[], None).unwrap().ice_tcp_addr, None);
+        let c = run("--ice-tcp-addr 0.0.0.0:443", &[], None).unwrap();
+        assert_eq!(c.ice_tcp_addr, Some("0.0.0.0:443".parse().unwrap()));
+        let c = run("", &[("CONSULT_ICE_TCP_ADDR", "off")], None).unwrap();
+        assert_eq!(c.ice_tcp_addr, None);
+        let c = run(
+            "--config x.toml",
+            &[],
+            Some("ice_tcp_addr = \"127.0.0.1:4443\""),
+        )
+        .unwrap();
+        assert_eq!(c.ice_tcp_addr, Some("127.0.0.1:4443".parse().unwrap()));
+        let err = run("--ice-tcp-addr tcp-please", &[], None).unwrap_err();
+        assert!(err.to_string().contains("ice_tcp_addr"), "{err}");
+    }
+
+    #[test]
     fn defaults_are_localhost() {
         let c = run("", &[], None).unwrap();
         assert_eq!(c, Config::default());
