@@ -37,6 +37,9 @@ pub struct Config {
     pub max_connections: usize,
     /// WebSocket connections at once from one client address (an IPv6 /64); more get 503.
     pub max_connections_per_ip: usize,
+    /// Pages besides the server's own that may open `/ws` (e.g. a hospital portal embedding
+    /// the join flow): `scheme://host[:port]`, exact.
+    pub allowed_origins: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -131,6 +134,7 @@ impl Default for Config {
             operators: Vec::new(),
             max_connections: signaling::limits::DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: signaling::limits::DEFAULT_MAX_CONNECTIONS_PER_IP,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -176,6 +180,7 @@ struct FileConfig {
     operators: Option<Vec<FileOperator>>,
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
+    allowed_origins: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -216,6 +221,8 @@ Options (each also as env CONSULT_<NAME>, e.g. CONSULT_HTTP_ADDR; the command li
   --max-connections-per-ip N
                           ... from one client address      [50]
                           (behind a local proxy: its X-Forwarded-For; IPv6: a /64)
+  --allowed-origins LIST  other pages that may open /ws, e.g. https://portal.example
+                          (comma-separated; the server's own pages always may)  [none]
   --initial-estimate-bps N
                           bandwidth a new subscriber starts from   [600000]
 Env or file only:
@@ -320,6 +327,7 @@ pub fn load(
             "max_connections_per_ip",
             file.max_connections_per_ip.map(|n| n.to_string()),
         );
+        push("allowed_origins", file.allowed_origins.map(|o| o.join(",")));
         if let Some(c) = file.consults {
             push("db_path", c.db_path.map(|p| p.display().to_string()));
             push("token_secret", c.token_secret);
@@ -365,6 +373,20 @@ pub fn load(
             "max_connections_per_ip" => {
                 config.max_connections_per_ip =
                     parse_positive(&value).ok_or_else(|| bad("number of 1 or more"))?
+            }
+            "allowed_origins" => {
+                let origins: Vec<String> = value
+                    .split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect();
+                if origins.iter().any(|o| {
+                    !(o.starts_with("https://") || o.starts_with("http://"))
+                        || o.matches('/').count() != 2
+                }) {
+                    return Err(bad("comma-separated origins like https://portal.example"));
+                }
+                config.allowed_origins = origins;
             }
             "db_path" if value.trim().is_empty() => return Err(bad("file path")),
             "db_path" => config.consults.db_path = PathBuf::from(value),
@@ -578,6 +600,14 @@ impl Config {
             (
                 "max_connections_per_ip".into(),
                 self.max_connections_per_ip.to_string(),
+            ),
+            (
+                "allowed_origins".into(),
+                if self.allowed_origins.is_empty() {
+                    "none".into()
+                } else {
+                    self.allowed_origins.join(", ")
+                },
             ),
             ("consults.db_path".into(), c.db_path.display().to_string()),
             (

@@ -36,6 +36,7 @@ pub fn router(
     web_root: PathBuf,
     api: crate::api::ApiState,
     limits: &signaling::Limits,
+    allowed_origins: crate::web_security::AllowedOrigins,
 ) -> Router {
     let web_root = Arc::new(web_root);
     let files = Router::new()
@@ -53,6 +54,11 @@ pub fn router(
         .route("/healthz", get(|| async { "ok\n" }))
         .nest("/api/v1", crate::api::router(api))
         .merge(files)
+        .layer(middleware::from_fn_with_state(
+            allowed_origins,
+            crate::web_security::check_origin,
+        ))
+        .layer(middleware::from_fn(crate::web_security::headers))
         .layer(middleware::from_fn(request_deadlines))
 }
 

@@ -19,3 +19,4 @@ pub mod room;
 pub mod server;
 pub mod tcp;
 pub mod udp;
+pub mod web_security;

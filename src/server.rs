@@ -135,6 +135,8 @@ pub struct ServeOptions {
     pub allow_open_join: bool,
     /// WebSocket connection limits and the join timeout (`signaling/PROTOCOL.md`).
     pub connection_limits: signaling::Limits,
+    /// Pages besides our own that may open `/ws`.
+    pub allowed_origins: crate::web_security::AllowedOrigins,
     /// How long a TCP connection may stall in HTTP before or between requests.
     pub http_timeouts: crate::http::HttpTimeouts,
 }
@@ -162,6 +164,9 @@ impl ServeOptions {
             },
             operators: config.operators.clone(),
             allow_open_join: config.consults.allow_open_join,
+            allowed_origins: crate::web_security::AllowedOrigins(std::sync::Arc::new(
+                config.allowed_origins.clone(),
+            )),
             connection_limits: signaling::Limits {
                 max_connections: config.max_connections,
                 max_connections_per_ip: config.max_connections_per_ip,
@@ -317,6 +322,7 @@ async fn serve(
         options.web_root,
         api,
         &options.connection_limits,
+        options.allowed_origins.clone(),
     );
     tracing::info!(candidate = %options.candidate_addr, "media plane ready");
     // On the signal, rooms tell every participant to rejoin shortly and let them go, which

@@ -106,6 +106,10 @@ fn sample(key: &str) -> (&'static str, &'static str) {
         "initial_estimate_bps" => ("123456", "initial_estimate_bps = 123456"),
         "max_connections" => ("7", "max_connections = 7"),
         "max_connections_per_ip" => ("3", "max_connections_per_ip = 3"),
+        "allowed_origins" => (
+            "https://portal.example",
+            "allowed_origins = [\"https://portal.example\"]",
+        ),
         "video_layers" => (
             "x",
             "video_layers = [{rid = \"q\", scale_resolution_down_by = 2.0, max_bitrate = 100000, max_framerate = 10.0}]",
