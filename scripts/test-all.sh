@@ -38,6 +38,9 @@ log "deploy files (promtool, compose/k8s/Docker cross-checks, --check-config, Pr
 log "synthetic bots smoke (10 rooms x 3 participants through the real SFU)"
 load-tests/smoke.sh
 
+log "hostile datagrams at the media ports while consults run (SFU survives, consults unaffected)"
+load-tests/attack.sh
+
 log "browser tests"
 (cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
