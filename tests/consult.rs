@@ -514,3 +514,58 @@ async fn lobby_and_role_permissions_are_enforced_by_the_server() {
     }
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_consult_cannot_reach_into_another() {
+    let server = start("isolation").await;
+    let (_, a) = server
+        .create(json!([{"name": "Op A", "role": "clinic"}]))
+        .await;
+    let (_, b) = server
+        .create(json!([
+            {"name": "Op B", "role": "clinic"},
+            {"name": "Bệnh nhân B", "role": "patient", "lobby": true}
+        ]))
+        .await;
+    let (mut op_a, v) = server.join(token_for(&a, "Op A")).await;
+    assert_eq!(v["type"], "joined", "{v}");
+    let (mut op_b, v) = server.join(token_for(&b, "Op B")).await;
+    assert_eq!(v["type"], "joined", "{v}");
+    let op_b_id = v["participant_id"].as_str().unwrap().to_string();
+    let (mut patient_b, v) = server.join(token_for(&b, "Bệnh nhân B")).await;
+    assert_eq!(v["type"], "lobby", "{v}");
+    let patient_b_id = v["participant_id"].as_str().unwrap().to_string();
+
+    // Consult A's operator names consult B's people: nobody by that id in A.
+    for message in [
+        json!({"v":1,"type":"admit","participant_id":patient_b_id}),
+        json!({"v":1,"type":"deny","participant_id":patient_b_id}),
+        json!({"v":1,"type":"remove","participant_id":op_b_id}),
+        json!({"v":1,"type":"mute_participant","participant_id":op_b_id}),
+    ] {
+        send(&mut op_a, message.clone()).await;
+        expect_error(&mut op_a, "unknown_participant").await;
+    }
+    // And A's lobby never showed B's patient, while B's operator sees them and can still admit.
+    let lobby = until(&mut op_b, "lobby_changed").await;
+    let lobby = if lobby["waiting"] == json!([]) {
+        until(&mut op_b, "lobby_changed").await
+    } else {
+        lobby
+    };
+    assert_eq!(lobby["waiting"][0]["participant_id"], patient_b_id.as_str());
+    send(
+        &mut op_b,
+        json!({"v":1,"type":"admit","participant_id":patient_b_id}),
+    )
+    .await;
+    let v = until(&mut patient_b, "joined").await;
+    let names: Vec<&str> = v["participants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["Op B"], "only consult B's people: {v}");
+    server.stop().await;
+}
