@@ -1,0 +1,3 @@
+#![no_main]
+// The properties live in src/checks.rs, shared with the stable replay test (tests/fuzz_corpus.rs).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| consult_sfu_fuzz::checks::signaling_message(data));
