@@ -70,6 +70,12 @@ impl Metrics {
         .expect("invariant: metric names are valid literals");
         r.register(Box::new(estimate_bps.clone()))
             .expect("invariant: each metric is registered once");
+        // process_cpu_seconds_total, process_resident_memory_bytes, open fds: what the
+        // saturation alert and the dashboard's CPU panel read (deploy/prometheus).
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("invariant: the process collector is registered once");
         Metrics {
             rooms: gauge(&r, "consult_rooms", "Open rooms (consults)"),
             participants: gauge(&r, "consult_participants", "Joined participants"),
