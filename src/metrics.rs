@@ -23,6 +23,7 @@ pub struct Metrics {
     pub keyframe_requests_suppressed: IntCounter,
     pub layer_switches: IntCounter,
     pub congestion_restarts: IntCounter,
+    pub rtp_over_budget: IntCounter,
     pub dynacast_changes: IntCounter,
     pub paused_subscriptions: IntGauge,
     pub estimate_bps: Histogram,
@@ -137,6 +138,7 @@ impl Metrics {
                 "Simulcast layer switches done for subscribers",
             ),
             congestion_restarts: counter(&r, "consult_congestion_restarts_total", "Video subscriptions restarted from a keyframe because the subscriber's send queue overflowed"),
+            rtp_over_budget: counter(&r, "consult_rtp_over_budget_dropped_total", "RTP packets dropped on arrival because their publication sent far above its configured layers"),
             dynacast_changes: counter(
                 &r,
                 "consult_dynacast_changes_total",

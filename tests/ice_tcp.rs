@@ -186,6 +186,40 @@ async fn a_tcp_only_client_connects_over_ice_tcp() {
     assert!(connected_at.is_some(), "ICE and DTLS over TCP within 15 s");
     assert_eq!(sent_rtp, 50);
 
+    // Then a flood far above any audio budget (1,500 packets of 1,000 bytes at once, about
+    // 12 Mbit): the server drops the excess on arrival and counts it.
+    let pt = rtc
+        .writer(audio)
+        .unwrap()
+        .payload_params()
+        .next()
+        .unwrap()
+        .pt();
+    for k in 0..1500u32 {
+        let now = Instant::now();
+        rtc.writer(audio)
+            .unwrap()
+            .write(
+                pt,
+                now,
+                str0m::media::MediaTime::from_90khz(u64::from(k) * 1800),
+                vec![0xf8; 1000],
+            )
+            .unwrap();
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        loop {
+            match rtc.poll_output().unwrap() {
+                Output::Transmit(t) => {
+                    let mut framed = (t.contents.len() as u16).to_be_bytes().to_vec();
+                    framed.extend_from_slice(&t.contents);
+                    wr.write_all(&framed).await.unwrap();
+                }
+                Output::Event(_) => {}
+                Output::Timeout(_) => break,
+            }
+        }
+    }
+
     // The server counted the client's RTP (it arrived over TCP).
     tokio::time::sleep(Duration::from_millis(300)).await;
     let metrics = {
@@ -205,6 +239,15 @@ async fn a_tcp_only_client_connects_over_ice_tcp() {
     assert!(
         rtp_in >= 40.0,
         "the server received the client's RTP over TCP: {rtp_in}\n{metrics}"
+    );
+    let over_budget = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("consult_rtp_over_budget_dropped_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        (1000.0..1500.0).contains(&over_budget),
+        "most of the flood is dropped on arrival, the first second's budget is not: {over_budget}"
     );
 
     let _ = stop.send(());

@@ -62,6 +62,11 @@ impl Room {
         let Some((params, is_red)) = publisher.params_for(packet.header.payload_type) else {
             return;
         };
+        let size = packet.payload.len() + packet.header.header_len;
+        if !publisher.publications[pub_index].budget.allow(now, size) {
+            self.plane.metrics.rtp_over_budget.inc();
+            return;
+        }
         let in_pt = packet.header.payload_type;
         self.plane.metrics.rtp_packets_in.inc();
         self.plane

@@ -139,14 +139,23 @@ impl Room {
             return;
         }
         let source = self.participants[i].source_of(mid, kind);
+        let budget_bps = match kind {
+            MediaKind::Audio => crate::forward::budget::AUDIO_BUDGET_BPS,
+            MediaKind::Video => crate::forward::budget::video_budget_bps(
+                self.plane.video_layers.iter().map(|l| l.max_bitrate),
+            ),
+        };
         let track = TrackId {
             publisher: from,
             mid,
         };
         info!(track = %track, ?kind, "published");
-        self.participants[i]
-            .publications
-            .push(Publication::new(track.clone(), kind, simulcast));
+        self.participants[i].publications.push(Publication::new(
+            track.clone(),
+            kind,
+            simulcast,
+            budget_bps,
+        ));
         self.plane.metrics.tracks.inc();
         if source == TrackSource::Screen {
             return; // offered to others when the share starts

@@ -56,10 +56,12 @@ pub struct Publication {
     /// Incoming SSRCs and the spatial layer each carries.
     pub ssrcs: Vec<(Ssrc, u8)>,
     pub loss: Option<f32>,
+    /// What this track may send; beyond it packets are dropped on arrival.
+    pub budget: crate::forward::budget::IngressBudget,
 }
 
 impl Publication {
-    pub fn new(track: TrackId, kind: MediaKind, simulcast: bool) -> Self {
+    pub fn new(track: TrackId, kind: MediaKind, simulcast: bool, budget_bps: u64) -> Self {
         let mut layers: [InLayer; 3] = Default::default();
         for l in &mut layers {
             l.requested = true;
@@ -71,6 +73,10 @@ impl Publication {
             layers,
             ssrcs: Vec::new(),
             loss: None,
+            budget: crate::forward::budget::IngressBudget::new(
+                budget_bps,
+                crate::forward::budget::BURST,
+            ),
         }
     }
 
