@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime};
 
 use consult_sfu::config::{Config, ConsultsConfig, OperatorConfig, Secret};
 use consult_sfu::consult::{Consults, InviteError, ParticipationRecord};
-use consult_sfu::server::{Listeners, ServeOptions, Server};
 use serde_json::{json, Value};
 use signaling::Role;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,23 +15,17 @@ use tokio::net::TcpStream;
 const KEY_A: &str = "key-of-clinic-a-0001";
 const KEY_B: &str = "key-of-clinic-b-0002";
 
+mod common;
+
 struct TestServer {
     http: SocketAddr,
     consults: Consults,
     dev_link: Option<String>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    run: common::Running,
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir =
-        std::env::temp_dir().join(format!("consult-api-{name}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir(&format!("api-{name}"))
 }
 
 fn operators() -> Vec<OperatorConfig> {
@@ -49,7 +42,6 @@ fn operators() -> Vec<OperatorConfig> {
 }
 
 async fn start(dir: &Path, operators: Vec<OperatorConfig>) -> TestServer {
-    str0m::crypto::from_feature_flags().install_process_default();
     let config = Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         udp_addr: "127.0.0.1:0".parse().unwrap(),
@@ -61,37 +53,18 @@ async fn start(dir: &Path, operators: Vec<OperatorConfig>) -> TestServer {
         operators,
         ..Config::default()
     };
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let http = listeners.http_addr();
-    let options = ServeOptions::from_config(&config, &listeners);
-    let server = Server::start(listeners, options).await.unwrap();
-    let consults = server.consults().clone();
-    let dev_link = server.dev_operator_link();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let run = common::serve(&config).await;
     TestServer {
-        http,
-        consults,
-        dev_link,
-        stop: Some(stop),
-        task,
+        http: run.http,
+        consults: run.consults.clone(),
+        dev_link: run.dev_link.clone(),
+        run,
     }
 }
 
 impl TestServer {
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("server stops on shutdown")
-            .unwrap();
+    async fn stop(self) {
+        self.run.stop().await;
     }
 
     /// One HTTP/1.1 request; returns the status, the headers (lowercase names) and the body

@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime};
 
 use consult_sfu::config::{Config, ConsultsConfig, OperatorConfig, Secret};
 use consult_sfu::consult::token::{self, Claims};
-use consult_sfu::server::{Listeners, ServeOptions, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use signaling::Role;
@@ -24,21 +23,16 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 const KEY: &str = "key-of-the-test-clinic";
 const SECRET: &str = "a-test-secret-of-at-least-32-characters";
 
+mod common;
+
 struct TestServer {
     http: SocketAddr,
     dir: PathBuf,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
+    run: common::Running,
 }
 
 async fn start(name: &str) -> TestServer {
-    str0m::crypto::from_feature_flags().install_process_default();
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir =
-        std::env::temp_dir().join(format!("consult-ws-{name}-{}-{nanos}", std::process::id()));
+    let dir = common::temp_dir(&format!("ws-{name}"));
     let config = Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         udp_addr: "127.0.0.1:0".parse().unwrap(),
@@ -53,34 +47,17 @@ async fn start(name: &str) -> TestServer {
         }],
         ..Config::default()
     };
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let http = listeners.http_addr();
-    let options = ServeOptions::from_config(&config, &listeners);
-    let server = Server::start(listeners, options).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let run = common::serve(&config).await;
     TestServer {
-        http,
+        http: run.http,
         dir,
-        stop: Some(stop),
-        task,
+        run,
     }
 }
 
 impl TestServer {
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("server stops on shutdown")
-            .unwrap();
+    async fn stop(self) {
+        self.run.stop().await;
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 

@@ -5,14 +5,15 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use consult_sfu::config::{self, Command, Config, ConfigError, ConsultsConfig};
-use consult_sfu::server::{Listeners, ServeOptions, Server};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
+
+mod common;
 
 fn repo_file(path: &str) -> String {
     let full = Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
@@ -242,16 +243,7 @@ fn the_example_configs_pass_check_config() {
 }
 
 fn temp_dir(name: &str) -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!(
-        "consult-deploy-{name}-{}-{nanos}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    common::temp_dir(&format!("deploy-{name}"))
 }
 
 /// `GET path` over HTTP/1.0: (status, body).
@@ -297,7 +289,6 @@ const PENDING_METRICS: &[&str] = &[];
 
 #[tokio::test]
 async fn readyz_and_every_metric_the_alerts_and_dashboard_use() {
-    str0m::crypto::from_feature_flags().install_process_default();
     let dir = temp_dir("metrics");
     let config = Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
@@ -308,19 +299,8 @@ async fn readyz_and_every_metric_the_alerts_and_dashboard_use() {
         },
         ..Config::default()
     };
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let http = listeners.http_addr();
-    let options = ServeOptions::from_config(&config, &listeners);
-    let server = Server::start(listeners, options).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let server = common::serve(&config).await;
+    let http = server.http;
 
     assert_eq!(get(http, "/readyz").await.unwrap(), (200, "ready\n".into()));
     assert_eq!(get(http, "/healthz").await.unwrap(), (200, "ok\n".into()));
@@ -372,11 +352,7 @@ async fn readyz_and_every_metric_the_alerts_and_dashboard_use() {
     }
 
     drop(ws);
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .expect("the server stops")
-        .unwrap();
+    server.stop().await;
     // Stopped: not ready (the port is closed, or 503 on a late request).
     if let Ok((status, _)) = get(http, "/readyz").await {
         assert_ne!(status, 200);

@@ -3,10 +3,9 @@
 //! through ICE and DTLS over RFC 4571 framing, and its media reaches the server.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use consult_sfu::config::{Config, ConsultsConfig};
-use consult_sfu::server::{Listeners, ServeOptions, Server};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use str0m::change::SdpAnswer;
@@ -17,17 +16,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
+mod common;
+
 /// Chromium's active TCP candidates carry the discard port; the real one is ephemeral.
 const ACTIVE_PLACEHOLDER: &str = "127.0.0.1:9";
 
 #[tokio::test]
 async fn a_tcp_only_client_connects_over_ice_tcp() {
-    str0m::crypto::from_feature_flags().install_process_default();
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("consult-icetcp-{}-{nanos}", std::process::id()));
+    let dir = common::temp_dir("icetcp");
     let config = Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         udp_addr: "127.0.0.1:0".parse().unwrap(),
@@ -39,20 +35,9 @@ async fn a_tcp_only_client_connects_over_ice_tcp() {
         },
         ..Config::default()
     };
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let http = listeners.http_addr();
-    let tcp_addr = listeners.tcp_addr().expect("ICE-TCP is on");
-    let options = ServeOptions::from_config(&config, &listeners);
-    let server = Server::start(listeners, options).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let server = common::serve(&config).await;
+    let http = server.http;
+    let tcp_addr = server.tcp.expect("ICE-TCP is on");
 
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
         .await
@@ -250,10 +235,6 @@ async fn a_tcp_only_client_connects_over_ice_tcp() {
         "most of the flood is dropped on arrival, the first second's budget is not: {over_budget}"
     );
 
-    let _ = stop.send(());
-    tokio::time::timeout(Duration::from_secs(10), task)
-        .await
-        .unwrap()
-        .unwrap();
+    server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,11 +1,10 @@
 //! The web client's security headers, and the WebSocket Origin check, against the real server.
 
-use std::time::SystemTime;
-
 use consult_sfu::config::{Config, ConsultsConfig};
-use consult_sfu::server::{Listeners, ServeOptions, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+mod common;
 
 async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
     let mut s = TcpStream::connect(addr).await.unwrap();
@@ -21,12 +20,7 @@ async fn raw(addr: std::net::SocketAddr, request: &str) -> String {
 
 #[tokio::test]
 async fn pages_carry_security_headers_and_ws_checks_the_origin() {
-    str0m::crypto::from_feature_flags().install_process_default();
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = std::env::temp_dir().join(format!("consult-websec-{}-{nanos}", std::process::id()));
+    let dir = common::temp_dir("websec");
     let config = Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         udp_addr: "127.0.0.1:0".parse().unwrap(),
@@ -38,19 +32,8 @@ async fn pages_carry_security_headers_and_ws_checks_the_origin() {
         },
         ..Config::default()
     };
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let http = listeners.http_addr();
-    let options = ServeOptions::from_config(&config, &listeners);
-    let server = Server::start(listeners, options).await.unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server
-            .serve(async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-    });
+    let server = common::serve(&config).await;
+    let http = server.http;
 
     let page = raw(
         http,
@@ -93,7 +76,6 @@ async fn pages_carry_security_headers_and_ws_checks_the_origin() {
         }
     }
 
-    let _ = stop.send(());
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), task).await;
+    server.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
