@@ -4,5 +4,6 @@
 pub mod allocator;
 pub mod layer;
 pub mod meter;
+pub mod prober;
 pub mod quality;
 pub mod speaker;

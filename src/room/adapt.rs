@@ -182,10 +182,25 @@ impl Room {
             // used, so a subscriber held at a low layer, or paused with audio alone, would never
             // climb back (mediasoup#316, jitsi#1447). Never the sum of every top layer, which
             // would flood a rural link; failed step ups back off in the allocator.
-            let setting = (out.probe_bps, out.probe_bps);
+            let mut setting = (out.probe_bps, out.probe_bps);
+            if s.prober.update(
+                now,
+                input.estimate_bps,
+                out.probe_bps,
+                out.allocated_bps,
+                out.stepped_up,
+            ) {
+                // str0m probes when the desired rate rises: lower it for one tick, and the
+                // next tick's regular setting is a rise again.
+                let dip = input.estimate_bps.min(out.probe_bps) / 2;
+                setting = (dip, dip);
+                self.plane.metrics.probe_requests.inc();
+                tracing::debug!(participant = %s.id, estimate_bps = input.estimate_bps, probe_bps = out.probe_bps, "probe re-armed");
+            }
             let (old_min, old_desired) = s.bwe_setting;
             let moved = |a: u64, b: u64| a.abs_diff(b) * 20 > b.max(1);
             if moved(setting.0, old_min) || moved(setting.1, old_desired) {
+                tracing::trace!(participant = %s.id, probe_bps = setting.1, "bwe setting");
                 s.bwe_setting = setting;
                 s.rtc
                     .bwe()

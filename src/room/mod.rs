@@ -341,6 +341,7 @@ impl Room {
             next_timeout: now,
             ice_lost_at: None,
             allocator: Default::default(),
+            prober: Default::default(),
             estimate_bps: None,
             congestion_cap: None,
             bwe_setting: (0, 0),
@@ -668,12 +669,16 @@ impl Room {
                         self.work.push_back(Work::ChannelDrained);
                     }
                     Event::ChannelClose(id) if p.channel == Some(id) => p.channel = None,
-                    Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                    Event::EgressBitrateEstimate(BweKind::Twcc {
+                        estimate,
+                        can_probe,
+                    }) => {
                         let new = estimate.as_u64();
                         // A falling estimate is acted on at once, not at the next tick.
                         if p.estimate_bps.is_some_and(|old| new * 10 < old * 8) {
                             self.next_adapt = Instant::now();
                         }
+                        tracing::trace!(participant = %p.id, estimate_bps = new, can_probe, "egress estimate");
                         p.estimate_bps = Some(new);
                         self.plane.metrics.estimate_bps.observe(estimate.as_f64());
                     }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::adapt::allocator::{Allocator, Target};
 use crate::adapt::layer::Ladder;
 use crate::adapt::meter::{LayerCost, RateMeter};
+use crate::adapt::prober::Prober;
 use crate::adapt::quality::{Limit, LinkStats};
 use crate::forward::codec::VideoCodec;
 use crate::forward::keyframe::KeyframeThrottle;
@@ -250,6 +251,7 @@ pub struct Participant {
     pub ice_lost_at: Option<Instant>,
     /// Bandwidth adaptation of what this participant receives.
     pub allocator: Allocator<TrackId>,
+    pub prober: Prober,
     pub estimate_bps: Option<u64>,
     /// A cap on the estimate after this participant's send queue overflowed, and when it was
     /// last lowered: GCC can take seconds to notice a link that collapsed.

@@ -89,6 +89,8 @@ pub struct Output<K> {
     pub probe_bps: u64,
     /// What the current targets need.
     pub allocated_bps: u64,
+    /// Some track moved up a step in this update.
+    pub stepped_up: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -169,6 +171,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             .retain(|k, _| input.video.iter().any(|v| &v.key == k));
 
         let mut targets = Vec::with_capacity(input.video.len());
+        let mut stepped_up = false;
         for ((v, want), want_up) in input.video.iter().zip(wanted).zip(wanted_up) {
             // A new subscription starts where the estimate says, but with the lowest layer
             // rather than paused: poor video beats no video, and if even that does not fit the
@@ -277,6 +280,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                     state.note_down(now);
                 } else if current != Target::Unavailable {
                     state.last_up = Some(now);
+                    stepped_up = true;
                 }
                 state.short_since = None;
                 state.room_since = None;
@@ -297,6 +301,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             targets,
             probe_bps,
             allocated_bps,
+            stepped_up,
         }
     }
 }
@@ -396,8 +401,10 @@ fn probe_target<K>(input: &Input<K>, targets: &[(K, Target)], allocated: u64) ->
         }
     }
     let wanted = allocated + best.map_or(0, |(_, extra)| extra);
-    // Ask the estimator for a little more than the media needs, as the headroom takes it away.
-    (wanted as f64 / HEADROOM) as u64
+    // Ask the estimator for a little more than the media needs, as the headroom takes it away,
+    // and for a step up as much as the step-up rule wants to see (`UP_MARGIN`).
+    let margin = if best.is_some() { UP_MARGIN } else { 1.0 };
+    (wanted as f64 * margin / HEADROOM) as u64
 }
 
 #[cfg(test)]

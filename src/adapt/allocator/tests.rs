@@ -390,3 +390,27 @@ fn loss_alone_does_not_pause_video_the_estimate_still_carries() {
     let o = a.update(t0 + PAUSE_DELAY * 5, &lossy(150_000));
     assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
 }
+
+#[test]
+fn step_ups_are_reported_and_the_probe_asks_for_what_the_step_up_rule_wants() {
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    // Room for the middle layer only: the probe asks for the top one with the step-up margin.
+    let o = a.update(t0, &input(600_000, vec![camera(1)]));
+    assert_eq!(spatial(&o, 1), Some(1));
+    assert!(!o.stepped_up, "starting is not a step up");
+    let step = o.allocated_bps + F - H;
+    assert_eq!(o.probe_bps, (step as f64 * UP_MARGIN / HEADROOM) as u64);
+    let mut ups = Vec::new();
+    for i in 1..60u64 {
+        let o = a.update(
+            t0 + Duration::from_millis(100 * i),
+            &input(3_000_000, vec![camera(1)]),
+        );
+        if o.stepped_up {
+            ups.push((i, spatial(&o, 1)));
+        }
+    }
+    assert_eq!(ups.len(), 1, "one step up, reported once: {ups:?}");
+    assert_eq!(ups[0].1, Some(2));
+}
