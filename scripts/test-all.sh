@@ -14,6 +14,10 @@ command -v npm >/dev/null || need_apt+=(npm)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v nft >/dev/null || need_apt+=(nftables)
+# TURN: tests/turn.rs and load-tests/browser/turn.test.mjs start Debian's coturn; the browser
+# test makes coturn's TLS certificate with the openssl CLI.
+command -v turnserver >/dev/null || need_apt+=(coturn)
+command -v openssl >/dev/null || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

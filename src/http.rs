@@ -88,20 +88,30 @@ impl Default for HttpTimeouts {
 }
 
 /// A TCP listener whose connections time out while in HTTP (not once upgraded to a
-/// WebSocket: the signaling endpoint has its own join timeout).
+/// WebSocket: the signaling endpoint has its own join timeout), with TLS when configured
+/// (the handshake falls under the same deadline).
 pub struct GuardedListener {
     inner: TcpListener,
     timeouts: HttpTimeouts,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl GuardedListener {
-    pub fn new(inner: TcpListener, timeouts: HttpTimeouts) -> Self {
-        GuardedListener { inner, timeouts }
+    pub fn new(
+        inner: TcpListener,
+        timeouts: HttpTimeouts,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Self {
+        GuardedListener {
+            inner,
+            timeouts,
+            tls,
+        }
     }
 }
 
 impl axum::serve::Listener for GuardedListener {
-    type Io = GuardedStream<TcpStream>;
+    type Io = GuardedStream<crate::tls::MaybeTls<TcpStream>>;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -110,6 +120,7 @@ impl axum::serve::Listener for GuardedListener {
         let now = Instant::now();
         let deadline = Deadline::new(now);
         deadline.set(now + self.timeouts.idle);
+        let stream = crate::tls::MaybeTls::new(stream, self.tls.as_ref());
         (GuardedStream::new(stream, deadline, self.timeouts), addr)
     }
 
@@ -334,12 +345,16 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoRespons
 /// refused from then on (the listener closes soon after, which probes also read as not
 /// ready). `/healthz` is about liveness only and stays 200 while the process runs.
 async fn readyz(State(registry): State<Registry>) -> Response {
-    readiness(registry.is_restarting()).into_response()
+    readiness(registry.is_restarting(), registry.is_draining()).into_response()
 }
 
-fn readiness(shutting_down: bool) -> (StatusCode, &'static str) {
+/// Draining (no new consults, running ones go on) is not ready either: the load balancer
+/// sends new consults elsewhere.
+fn readiness(shutting_down: bool, draining: bool) -> (StatusCode, &'static str) {
     if shutting_down {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+    } else if draining {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
     } else {
         (StatusCode::OK, "ready\n")
     }
@@ -511,11 +526,17 @@ mod tests {
 
     #[test]
     fn readiness_ends_with_shutdown() {
-        assert_eq!(readiness(false), (StatusCode::OK, "ready\n"));
+        assert_eq!(readiness(false, false), (StatusCode::OK, "ready\n"));
         assert_eq!(
-            readiness(true),
-            (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            readiness(false, true),
+            (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
         );
+        for draining in [false, true] {
+            assert_eq!(
+                readiness(true, draining),
+                (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            );
+        }
     }
 
     #[test]

@@ -12,7 +12,7 @@ fn main() -> anyhow::Result<()> {
     let loaded = config::load(&args, &env, |p| {
         std::fs::read_to_string(p).map_err(|e| e.to_string())
     });
-    let config = match loaded.and_then(check_log_filter) {
+    let config = match loaded.and_then(check_log_filter).and_then(check_tls) {
         Err(e) => {
             eprintln!("consult-sfu: invalid configuration: {e}");
             std::process::exit(EXIT_BAD_CONFIG);
@@ -47,6 +47,8 @@ fn main() -> anyhow::Result<()> {
         let server = Server::start(listeners, options)
             .await
             .context("starting the server")?;
+        #[cfg(unix)]
+        tokio::spawn(drain_on_sigusr1(server.drain_handle()));
         // Scripts and tests wait for this line.
         println!("CONSULT_READY http={http} udp={udp}");
         match server.dev_operator_link() {
@@ -80,6 +82,27 @@ fn check_log_filter(command: Command) -> Result<Command, config::ConfigError> {
     }
 }
 
+/// The TLS files are read and checked here (a missing, unreadable or broken certificate, a
+/// key that does not match it), so `--check-config` reports them and a start with them is a
+/// config error (exit 2) before any port is bound.
+fn check_tls(command: Command) -> Result<Command, config::ConfigError> {
+    let c = match &command {
+        Command::Run(c) | Command::CheckConfig(c) => c,
+        Command::Help => return Ok(command),
+    };
+    let invalid = |e: consult_sfu::tls::TlsError| config::ConfigError::Invalid {
+        field: "tls".into(),
+        message: e.to_string(),
+    };
+    if let Some(files) =
+        consult_sfu::tls::files(c.tls_cert.as_deref(), c.tls_key.as_deref()).map_err(invalid)?
+    {
+        consult_sfu::tls::load(&files, &rustls::crypto::aws_lc_rs::default_provider())
+            .map_err(invalid)?;
+    }
+    Ok(command)
+}
+
 /// `--check-config`: what a start would use, on stdout (secrets redacted), and what looks
 /// unintended on stderr. Binds nothing and opens no database, so it is safe beside a
 /// running server (e.g. in `ExecStartPre` or before a `systemctl restart`).
@@ -97,6 +120,25 @@ fn print_check(config: &config::Config) {
     }
     for w in warnings {
         eprintln!("warning: {w}");
+    }
+}
+
+/// SIGUSR1 starts a graceful drain (like `POST /api/v1/admin/drain`), for hosts without
+/// an operator key at hand (`systemctl kill -s USR1 consult-sfu`).
+#[cfg(unix)]
+async fn drain_on_sigusr1(drain: std::sync::Arc<consult_sfu::drain::Drain>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut usr1 = match signal(SignalKind::user_defined1()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("no SIGUSR1 drain: {e}");
+            return;
+        }
+    };
+    while usr1.recv().await.is_some() {
+        if drain.request() {
+            tracing::info!("drain requested (SIGUSR1)");
+        }
     }
 }
 

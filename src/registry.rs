@@ -26,18 +26,30 @@ struct Inner {
     open_join: bool,
     /// Set at shutdown: joins are refused while rooms tell their participants to come back.
     restarting: AtomicBool,
+    /// A graceful drain: no new consults, running ones go on (`crate::drain`).
+    drain: Arc<crate::drain::Drain>,
+    /// The ICE servers (TURN with per-participant credentials) every `joined` carries.
+    ice: crate::turn::IceConfig,
     rooms: Mutex<HashMap<RoomId, RoomHandle>>,
     next_participant: AtomicU64,
 }
 
 impl Registry {
-    pub fn new(plane: Arc<MediaPlane>, consults: Consults, open_join: bool) -> Self {
+    pub fn new(
+        plane: Arc<MediaPlane>,
+        consults: Consults,
+        open_join: bool,
+        drain: Arc<crate::drain::Drain>,
+        ice: crate::turn::IceConfig,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 plane,
                 consults,
                 open_join,
                 restarting: AtomicBool::new(false),
+                drain,
+                ice,
                 rooms: Mutex::new(HashMap::new()),
                 next_participant: AtomicU64::new(1),
             }),
@@ -97,6 +109,15 @@ impl Registry {
     /// ready for new consults (`/readyz`).
     pub fn is_restarting(&self) -> bool {
         self.inner.restarting.load(Ordering::SeqCst)
+    }
+
+    /// A drain was requested: new consults are refused, so the node is not ready.
+    pub fn is_draining(&self) -> bool {
+        self.inner.drain.is_requested()
+    }
+
+    pub fn drain(&self) -> &crate::drain::Drain {
+        &self.inner.drain
     }
 
     /// Closes every room (shutdown): rooms end when their command channel closes.
@@ -171,6 +192,11 @@ impl RoomService for Registry {
                     h.clone()
                 }
                 _ => {
+                    // Draining: this would start a consult here; the client retries and
+                    // reaches a node that is ready (this one has left the load balancer).
+                    if self.inner.drain.is_requested() {
+                        return Err(JoinError::Restarting);
+                    }
                     if admission.token_id.is_none() && !admission.role.may_open_room() {
                         return Err(JoinError::UnknownRoom(room_id.0));
                     }
@@ -214,6 +240,12 @@ impl RoomService for Registry {
 
     fn on_client_error(&self, code: ErrorCode) {
         self.inner.plane.metrics.signaling_error(code.as_str());
+    }
+
+    fn ice_servers(&self, participant_id: &str) -> Vec<signaling::IceServer> {
+        self.inner
+            .ice
+            .for_participant(participant_id, std::time::SystemTime::now())
     }
 }
 

@@ -41,6 +41,8 @@ pub enum ServerError {
     /// Not a `source`: the message already carries the whole cause, once.
     #[error("consult store: {0}")]
     Store(StoreError),
+    #[error("TLS: {0}")]
+    Tls(crate::tls::TlsError),
 }
 
 impl From<StoreError> for ServerError {
@@ -139,6 +141,14 @@ pub struct ServeOptions {
     pub allowed_origins: crate::web_security::AllowedOrigins,
     /// How long a TCP connection may stall in HTTP before or between requests.
     pub http_timeouts: crate::http::HttpTimeouts,
+    /// HTTPS/WSS on the HTTP listener: `tls_cert` and `tls_key` (both or neither, checked
+    /// by `Server::start`).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// TURN (with per-participant credentials) and other ICE servers for `joined`.
+    pub ice: crate::turn::IceConfig,
+    /// How long a drain lets running consults go on.
+    pub drain_timeout: std::time::Duration,
 }
 
 impl ServeOptions {
@@ -173,6 +183,10 @@ impl ServeOptions {
                 ..signaling::Limits::default()
             },
             http_timeouts: crate::http::HttpTimeouts::default(),
+            tls_cert: config.tls_cert.clone(),
+            tls_key: config.tls_key.clone(),
+            ice: crate::turn::IceConfig::from_config(config),
+            drain_timeout: config.drain_timeout,
         }
     }
 }
@@ -180,6 +194,8 @@ impl ServeOptions {
 /// Sockets bound and the consult store open: ready to serve.
 pub struct Server {
     listeners: Listeners,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    drain: Arc<crate::drain::Drain>,
     options: ServeOptions,
     consults: Consults,
     operators: Vec<Operator>,
@@ -188,6 +204,12 @@ pub struct Server {
 
 impl Server {
     pub async fn start(listeners: Listeners, options: ServeOptions) -> Result<Self, ServerError> {
+        let files = crate::tls::files(options.tls_cert.as_deref(), options.tls_key.as_deref())
+            .map_err(ServerError::Tls)?;
+        let tls = match files {
+            Some(files) => Some(crate::tls::acceptor(files).map_err(ServerError::Tls)?),
+            None => None,
+        };
         let consults = Consults::open(options.store.clone()).await?;
         let dev_operator = options.operators.is_empty();
         let operators = if dev_operator {
@@ -220,6 +242,8 @@ impl Server {
         );
         Ok(Server {
             listeners,
+            tls,
+            drain: Arc::new(crate::drain::Drain::new(options.drain_timeout)),
             options,
             consults,
             operators,
@@ -229,6 +253,11 @@ impl Server {
 
     pub fn consults(&self) -> &Consults {
         &self.consults
+    }
+
+    /// Starts a graceful drain when requested (SIGUSR1 in `main`; the admin API uses it too).
+    pub fn drain_handle(&self) -> Arc<crate::drain::Drain> {
+        self.drain.clone()
     }
 
     /// `<public_url>/operator.html#key=<key>`, when the local dev operator is in use (no
@@ -277,6 +306,8 @@ async fn serve(
         options,
         consults,
         operators,
+        tls,
+        drain,
         ..
     } = server;
     // Idempotent; str0m is built without a default provider (no `default-features`).
@@ -294,7 +325,13 @@ async fn serve(
         video_layers: options.video_layers,
         initial_estimate_bps: options.initial_estimate_bps,
     });
-    let registry = Registry::new(plane, consults.clone(), options.allow_open_join);
+    let registry = Registry::new(
+        plane,
+        consults.clone(),
+        options.allow_open_join,
+        drain.clone(),
+        options.ice,
+    );
     let tcp_routes = listeners
         .tcp
         .as_ref()
@@ -324,15 +361,25 @@ async fn serve(
         &options.connection_limits,
         options.allowed_origins.clone(),
     );
+    let app = if tls.is_some() {
+        app.layer(axum::middleware::from_fn(crate::web_security::hsts))
+    } else {
+        app
+    };
     tracing::info!(candidate = %options.candidate_addr, "media plane ready");
     // On the signal, rooms tell every participant to rejoin shortly and let them go, which
     // ends their WebSocket connections; axum then stops once the remaining requests finish.
     // A client that keeps its socket open anyway does not hold the exit past the grace.
+    // A drain ends in the same shutdown, once its consults have ended or its time is up.
+    let drained = wait_for_drain(registry.clone(), drain);
     let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
     let on_signal = {
         let registry = registry.clone();
         async move {
-            shutdown.await;
+            tokio::select! {
+                _ = shutdown => {},
+                _ = drained => {},
+            }
             tracing::info!("shutting down: telling participants to rejoin");
             registry.restart();
             let _ = signalled_tx.send(());
@@ -341,7 +388,7 @@ async fn serve(
     // The guarded listener drops connections that stall in HTTP; `Peer` gives each request
     // its connection (the client address the signaling limits count by).
     let serving = axum::serve(
-        crate::http::GuardedListener::new(listeners.http, options.http_timeouts),
+        crate::http::GuardedListener::new(listeners.http, options.http_timeouts, tls),
         app.into_make_service_with_connect_info::<crate::http::Peer>(),
     )
     .with_graceful_shutdown(on_signal);
@@ -372,4 +419,37 @@ async fn serve(
         Err(_) => tracing::error!("consult store still busy after {STORE_FLUSH_TIMEOUT:?}"),
     }
     result
+}
+
+/// Resolves when a requested drain is over: every consult ended, or `drain_timeout` passed.
+async fn wait_for_drain(registry: Registry, drain: Arc<crate::drain::Drain>) {
+    use crate::drain::{progress, Progress, POLL};
+    drain.requested().await;
+    let since = drain.since().unwrap_or_else(tokio::time::Instant::now);
+    tracing::info!(
+        consults = registry.room_count(),
+        timeout = ?drain.timeout(),
+        "draining: new consults refused, waiting for the running ones to end"
+    );
+    loop {
+        match progress(
+            registry.room_count(),
+            since,
+            tokio::time::Instant::now(),
+            drain.timeout(),
+        ) {
+            Progress::Waiting => tokio::time::sleep(POLL).await,
+            Progress::Empty => {
+                tracing::info!(after = ?since.elapsed(), "drained: every consult has ended");
+                return;
+            }
+            Progress::TimedOut => {
+                tracing::warn!(
+                    consults = registry.room_count(),
+                    "drain_timeout reached with consults still running; stopping"
+                );
+                return;
+            }
+        }
+    }
 }

@@ -35,6 +35,16 @@ pub async fn headers(req: Request, next: Next) -> Response {
     res
 }
 
+/// With the server's own TLS: browsers that came once over HTTPS never try plain HTTP to this
+/// name again for a year (an invite link typed as `http://` cannot be downgraded).
+pub async fn hsts(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    res.headers_mut()
+        .entry("strict-transport-security")
+        .or_insert(HeaderValue::from_static("max-age=31536000"));
+    res
+}
+
 /// Origins (scheme://host[:port]) allowed to open `/ws` besides the server's own.
 #[derive(Debug, Clone, Default)]
 pub struct AllowedOrigins(pub Arc<Vec<String>>);

@@ -115,6 +115,19 @@ fn sample(key: &str) -> (&'static str, &'static str) {
             "x",
             "video_layers = [{rid = \"q\", scale_resolution_down_by = 2.0, max_bitrate = 100000, max_framerate = 10.0}]",
         ),
+        "tls_cert" => ("/etc/ssl/c.pem", "tls_cert = \"/etc/ssl/c.pem\""),
+        "tls_key" => ("/etc/ssl/k.pem", "tls_key = \"/etc/ssl/k.pem\""),
+        "turn_secret" => ("0123456789abcdef", "turn_secret = \"0123456789abcdef\""),
+        "turn_urls" => (
+            "turns:turn.example:443?transport=tcp",
+            "turn_urls = [\"turns:turn.example:443?transport=tcp\"]",
+        ),
+        "turn_credential_ttl" => ("600", "turn_credential_ttl = 600"),
+        "ice_servers" => (
+            "stun:stun.example:3478",
+            "ice_servers = [\"stun:stun.example:3478\"]",
+        ),
+        "drain_timeout" => ("60", "drain_timeout = 60"),
         "consults.db_path" => ("/srv/c.sqlite", "[consults]\ndb_path = \"/srv/c.sqlite\""),
         "consults.token_secret" => (
             "0123456789abcdef0123456789abcdef",

@@ -8,9 +8,9 @@ pub mod service;
 
 pub use limits::{ConnectionCounter, LimitError, Limits};
 pub use protocol::{
-    encode_server_message, parse_client_message, ClientMessage, CloseReason, ErrorCode,
-    ParticipantInfo, PauseReason, ProtocolError, Quality, Role, ServerMessage, TrackKind,
-    TrackSource, VideoLayerConfig, PROTOCOL_VERSION,
+    encode_server_message, encode_server_message_with_ice, parse_client_message, ClientMessage,
+    CloseReason, ErrorCode, IceServer, ParticipantInfo, PauseReason, ProtocolError, Quality, Role,
+    ServerMessage, TrackKind, TrackSource, VideoLayerConfig, PROTOCOL_VERSION,
 };
 pub use service::{
     ws_handler, ClientIp, Endpoint, JoinError, JoinRequest, ParticipantLink, RoomService,

@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::limits::{self, ConnectionCounter, ConnectionGuard, Limits};
 use crate::protocol::{
-    encode_server_message, parse_client_message, ClientMessage, ErrorCode, Role, ServerMessage,
-    MAX_MESSAGE_BYTES,
+    encode_server_message_with_ice, parse_client_message, ClientMessage, ErrorCode, IceServer,
+    Role, ServerMessage, MAX_MESSAGE_BYTES,
 };
 use crate::rate::RateLimiter;
 
@@ -99,6 +99,11 @@ pub trait RoomService: Clone + Send + Sync + 'static {
 
     /// Counts a rejected client message (for metrics).
     fn on_client_error(&self, _code: ErrorCode) {}
+
+    /// ICE servers (with credentials for this participant) added to its `joined`.
+    fn ice_servers(&self, _participant_id: &str) -> Vec<IceServer> {
+        Vec::new()
+    }
 }
 
 /// The TCP peer's address, from the HTTP layer (a request extension). Connections are
@@ -192,9 +197,18 @@ pub async fn serve_connection<S: RoomService>(
     // Sent (or dropped) before the outbox closes, so the close frame follows the last message.
     let (close_tx, close_rx) = oneshot::channel::<CloseFrame>();
 
+    let ice_service = service.clone();
     let mut writer = tokio::spawn(async move {
         while let Some(message) = outbox_rx.recv().await {
-            let text = encode_server_message(&message);
+            // Credentials are made as `joined` leaves, so they are fresh also for a patient
+            // admitted from the lobby long after connecting.
+            let ice = match &message {
+                ServerMessage::Joined { participant_id, .. } => {
+                    ice_service.ice_servers(participant_id)
+                }
+                _ => Vec::new(),
+            };
+            let text = encode_server_message_with_ice(&message, &ice);
             if sink.send(Message::Text(text.into())).await.is_err() {
                 return;
             }

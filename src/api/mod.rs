@@ -2,6 +2,7 @@
 //! invite link per participant, end consults, read the audit trail and the summary.
 //! Documented in `docs/API.md`.
 
+mod admin;
 mod error;
 mod extract;
 mod handlers;
@@ -44,6 +45,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/consults/{id}/end", post(handlers::end))
         .route("/consults/{id}/audit", get(handlers::audit))
         .route("/consults/{id}/summary", get(handlers::summary))
+        .route("/admin/drain", post(admin::drain))
         // Explicit, because a nested router's fallback would lose to the web client's
         // catch-all file route.
         .route("/{*rest}", any(no_such_endpoint))

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 use signaling::VideoLayerConfig;
@@ -40,7 +41,46 @@ pub struct Config {
     /// Pages besides the server's own that may open `/ws` (e.g. a hospital portal embedding
     /// the join flow): `scheme://host[:port]`, exact.
     pub allowed_origins: Vec<String>,
+    /// PEM certificate chain for HTTPS/WSS on `http_addr`; with `tls_key`. None: plain HTTP.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// TURN servers handed to browsers with short-lived credentials.
+    pub turn: TurnConfig,
+    /// ICE servers handed to browsers as they are (`stun:` URLs, or TURN without credentials).
+    pub ice_servers: Vec<String>,
+    /// After a drain request, how long running consults may go on before the process exits.
+    pub drain_timeout: Duration,
 }
+
+/// coturn with `use-auth-secret`: the server derives each participant's credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnConfig {
+    /// coturn's `static-auth-secret`. None: no TURN servers are handed out.
+    pub secret: Option<Secret>,
+    /// `turn:host:3478?transport=udp`, `turn:host:3478?transport=tcp`, `turns:host:443?transport=tcp`.
+    pub urls: Vec<String>,
+    /// How long handed-out credentials stay valid; coturn refuses refreshes after it, so it
+    /// must outlast the longest consult.
+    pub credential_ttl: Duration,
+}
+
+impl Default for TurnConfig {
+    fn default() -> Self {
+        TurnConfig {
+            secret: None,
+            urls: Vec::new(),
+            credential_ttl: Duration::from_secs(DEFAULT_TURN_CREDENTIAL_TTL_SECS),
+        }
+    }
+}
+
+/// 12 h: longer than any consult, short enough that a leaked credential soon stops working.
+pub const DEFAULT_TURN_CREDENTIAL_TTL_SECS: u64 = 12 * 3600;
+/// 1 h: a consult that started just before an upgrade may finish.
+pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 3600;
+/// Shortest accepted TURN secret.
+pub const MIN_TURN_SECRET_CHARS: usize = 16;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsultsConfig {
@@ -135,6 +175,11 @@ impl Default for Config {
             max_connections: signaling::limits::DEFAULT_MAX_CONNECTIONS,
             max_connections_per_ip: signaling::limits::DEFAULT_MAX_CONNECTIONS_PER_IP,
             allowed_origins: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            turn: TurnConfig::default(),
+            ice_servers: Vec::new(),
+            drain_timeout: Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS),
         }
     }
 }
@@ -181,6 +226,13 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_connections_per_ip: Option<usize>,
     allowed_origins: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    turn_secret: Option<String>,
+    turn_urls: Option<Vec<String>>,
+    turn_credential_ttl: Option<u64>,
+    ice_servers: Option<Vec<String>>,
+    drain_timeout: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -225,8 +277,19 @@ Options (each also as env CONSULT_<NAME>, e.g. CONSULT_HTTP_ADDR; the command li
                           (comma-separated; the server's own pages always may)  [none]
   --initial-estimate-bps N
                           bandwidth a new subscriber starts from   [600000]
+  --tls-cert FILE         PEM certificate chain: HTTPS and WSS on http-addr (with
+                          --tls-key; renewed files are picked up without a restart)  [off]
+  --tls-key FILE          PEM private key of --tls-cert
+  --turn-urls LIST        TURN servers given to browsers with credentials from
+                          turn_secret, e.g. turns:turn.example:443?transport=tcp  [none]
+  --turn-credential-ttl SECONDS
+                          how long those credentials are valid     [43200]
+  --ice-servers LIST      other ICE servers given to browsers as they are (stun:...)  [none]
+  --drain-timeout SECONDS after POST /api/v1/admin/drain (or SIGUSR1): how long running
+                          consults may go on before the process exits   [3600]
 Env or file only:
   CONSULT_TOKEN_SECRET    invite signing key, 32+ characters [generated, kept in the database]
+  CONSULT_TURN_SECRET     coturn's static-auth-secret (use-auth-secret), 16+ characters
 File only:
   operators               [[operators]] tables (docs/API.md), one per clinic:
                           clinic = \"...\", key = \"...\" (16+ characters)
@@ -328,6 +391,16 @@ pub fn load(
             file.max_connections_per_ip.map(|n| n.to_string()),
         );
         push("allowed_origins", file.allowed_origins.map(|o| o.join(",")));
+        push("tls_cert", file.tls_cert.map(|p| p.display().to_string()));
+        push("tls_key", file.tls_key.map(|p| p.display().to_string()));
+        push("turn_secret", file.turn_secret);
+        push("turn_urls", file.turn_urls.map(|u| u.join(",")));
+        push(
+            "turn_credential_ttl",
+            file.turn_credential_ttl.map(|n| n.to_string()),
+        );
+        push("ice_servers", file.ice_servers.map(|u| u.join(",")));
+        push("drain_timeout", file.drain_timeout.map(|n| n.to_string()));
         if let Some(c) = file.consults {
             push("db_path", c.db_path.map(|p| p.display().to_string()));
             push("token_secret", c.token_secret);
@@ -388,6 +461,58 @@ pub fn load(
                 }
                 config.allowed_origins = origins;
             }
+            "tls_cert" | "tls_key" if value.trim().is_empty() => return Err(bad("file path")),
+            "tls_cert" => config.tls_cert = Some(PathBuf::from(value)),
+            "tls_key" => config.tls_key = Some(PathBuf::from(value)),
+            "turn_secret" if source_name.starts_with("--") => {
+                return Err(ConfigError::Invalid {
+                    field: source_name,
+                    message: "not accepted on the command line, where other users see it \
+                              (ps); use CONSULT_TURN_SECRET or the config file"
+                        .into(),
+                })
+            }
+            "turn_secret" => {
+                let chars = value.chars().count();
+                if chars < MIN_TURN_SECRET_CHARS {
+                    return Err(ConfigError::Invalid {
+                        field: format!("{source_name}: turn_secret"),
+                        message: format!(
+                            "must be at least {MIN_TURN_SECRET_CHARS} characters, got {chars}"
+                        ),
+                    });
+                }
+                config.turn.secret = Some(Secret(value));
+            }
+            "turn_urls" => {
+                config.turn.urls = parse_urls(&value, &["turn:", "turns:"])
+                    .ok_or_else(|| bad("comma-separated turn: or turns: URLs"))?
+            }
+            "ice_servers" => {
+                config.ice_servers = parse_urls(&value, &["stun:", "stuns:", "turn:", "turns:"])
+                    .ok_or_else(|| bad("comma-separated stun: (or turn:) URLs"))?
+            }
+            // Below a minute a credential could expire before ICE even completes.
+            "turn_credential_ttl" => {
+                config.turn.credential_ttl = Duration::from_secs(
+                    value
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|&n: &u64| (60..=7 * 86400).contains(&n))
+                        .ok_or_else(|| bad("number of seconds, 60 to 604800"))?,
+                )
+            }
+            "drain_timeout" => {
+                config.drain_timeout = Duration::from_secs(
+                    value
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|&n: &u64| n <= 86400)
+                        .ok_or_else(|| bad("number of seconds, 0 to 86400"))?,
+                )
+            }
             "db_path" if value.trim().is_empty() => return Err(bad("file path")),
             "db_path" => config.consults.db_path = PathBuf::from(value),
             "token_secret" if source_name.starts_with("--") => {
@@ -436,6 +561,24 @@ pub fn load(
     } else {
         Command::Run(Box::new(config))
     })
+}
+
+/// Comma-separated URLs, each starting with one of `schemes`, without spaces or quotes (they
+/// go into JSON for the browser's `RTCPeerConnection`, which rejects a malformed one).
+fn parse_urls(s: &str, schemes: &[&str]) -> Option<Vec<String>> {
+    let urls: Vec<String> = s
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    urls.iter()
+        .all(|u| {
+            schemes
+                .iter()
+                .any(|p| u.len() > p.len() && u.starts_with(p))
+                && u.chars().all(|c| c.is_ascii_graphic() && c != '"')
+        })
+        .then_some(urls)
 }
 
 fn parse_positive(s: &str) -> Option<usize> {
@@ -609,6 +752,40 @@ impl Config {
                     self.allowed_origins.join(", ")
                 },
             ),
+            (
+                "tls_cert".into(),
+                or_unset(
+                    self.tls_cert.as_ref().map(|p| p.display().to_string()),
+                    "unset: plain HTTP",
+                ),
+            ),
+            (
+                "tls_key".into(),
+                or_unset(
+                    self.tls_key.as_ref().map(|p| p.display().to_string()),
+                    "unset: plain HTTP",
+                ),
+            ),
+            (
+                "turn_secret".into(),
+                or_unset(
+                    self.turn
+                        .secret
+                        .as_ref()
+                        .map(|s| format!("(redacted, {} characters)", s.expose().chars().count())),
+                    "unset: no TURN credentials",
+                ),
+            ),
+            ("turn_urls".into(), list_or_none(&self.turn.urls)),
+            (
+                "turn_credential_ttl".into(),
+                self.turn.credential_ttl.as_secs().to_string(),
+            ),
+            ("ice_servers".into(), list_or_none(&self.ice_servers)),
+            (
+                "drain_timeout".into(),
+                self.drain_timeout.as_secs().to_string(),
+            ),
             ("consults.db_path".into(), c.db_path.display().to_string()),
             (
                 "consults.token_secret".into(),
@@ -655,6 +832,14 @@ impl Config {
                 self.candidate_ip(self.udp_addr)
             ));
         }
+        let has_urls = !self.turn.urls.is_empty();
+        if self.turn.secret.is_some() != has_urls {
+            out.push(
+                "turn_secret and turn_urls go together: with only one of them, browsers are \
+                 told of no TURN server"
+                    .to_string(),
+            );
+        }
         if self.consults.public_url.is_none() && !self.http_addr.ip().is_loopback() {
             out.push(
                 "consults.public_url unset: invite links use the bind address; set the \
@@ -673,10 +858,15 @@ impl Config {
             return url.clone();
         }
         let ip = http_bound.ip();
-        if ip.is_loopback() || ip.is_unspecified() {
-            format!("http://localhost:{}", http_bound.port())
+        let scheme = if self.tls_cert.is_some() {
+            "https"
         } else {
-            format!("http://{http_bound}")
+            "http"
+        };
+        if ip.is_loopback() || ip.is_unspecified() {
+            format!("{scheme}://localhost:{}", http_bound.port())
+        } else {
+            format!("{scheme}://{http_bound}")
         }
     }
 
@@ -687,6 +877,14 @@ impl Config {
         } else {
             bound.ip()
         })
+    }
+}
+
+fn list_or_none(items: &[String]) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(", ")
     }
 }
 

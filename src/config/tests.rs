@@ -462,3 +462,92 @@ fn help() {
         Ok(Command::Help)
     );
 }
+
+#[test]
+fn tls_turn_and_drain_settings() {
+    let file = r#"
+tls_cert = "/etc/consult/tls/fullchain.pem"
+tls_key = "/etc/consult/tls/privkey.pem"
+turn_secret = "0123456789abcdef0123"
+turn_urls = ["turn:turn.example:3478?transport=udp", "turns:turn.example:443?transport=tcp"]
+turn_credential_ttl = 7200
+ice_servers = ["stun:stun.example:3478"]
+drain_timeout = 900
+"#;
+    let c = run("--config x.toml", &[], Some(file)).unwrap();
+    assert_eq!(
+        c.tls_cert.as_deref(),
+        Some(std::path::Path::new("/etc/consult/tls/fullchain.pem"))
+    );
+    assert_eq!(
+        c.turn.secret.as_ref().unwrap().expose(),
+        "0123456789abcdef0123"
+    );
+    assert_eq!(c.turn.urls.len(), 2);
+    assert_eq!(c.turn.credential_ttl, Duration::from_secs(7200));
+    assert_eq!(c.ice_servers, vec!["stun:stun.example:3478".to_string()]);
+    assert_eq!(c.drain_timeout, Duration::from_secs(900));
+    // With TLS, the default public URL is https.
+    assert_eq!(
+        c.public_url("127.0.0.1:8443".parse().unwrap()),
+        "https://localhost:8443"
+    );
+    // The secret never shows in the summary.
+    let summary = format!("{:?}", c.summary());
+    assert!(!summary.contains("0123456789abcdef0123"), "{summary}");
+    assert!(c.warnings().iter().all(|w| !w.contains("turn_")));
+
+    // Env and command line, comma-separated lists.
+    let c = run(
+        "--turn-urls turns:t.example:443?transport=tcp --drain-timeout 0",
+        &[
+            ("CONSULT_TURN_SECRET", "0123456789abcdef"),
+            ("CONSULT_ICE_SERVERS", "stun:a.example, stun:b.example:3478"),
+        ],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        c.turn.urls,
+        vec!["turns:t.example:443?transport=tcp".to_string()]
+    );
+    assert_eq!(c.ice_servers.len(), 2);
+    assert_eq!(c.drain_timeout, Duration::ZERO);
+
+    // Only one of secret and URLs: a warning, not an error.
+    let c = run("--turn-urls turn:t.example", &[], None).unwrap();
+    assert!(c
+        .warnings()
+        .iter()
+        .any(|w| w.contains("turn_secret and turn_urls")));
+}
+
+#[test]
+fn bad_tls_turn_and_drain_settings_name_the_field() {
+    // (command line, env, what the error says)
+    type Env<'a> = &'a [(&'a str, &'a str)];
+    let cases: &[(&str, Env, &str)] = &[
+        ("--turn-urls http://t.example", &[], "turn_urls"),
+        ("--turn-urls turn:", &[], "turn_urls"),
+        ("--ice-servers stun:a\"b", &[], "ice_servers"),
+        ("--turn-credential-ttl 30", &[], "turn_credential_ttl"),
+        ("--turn-credential-ttl soon", &[], "turn_credential_ttl"),
+        ("--drain-timeout -1", &[], "drain_timeout"),
+        ("--drain-timeout 100000", &[], "drain_timeout"),
+        ("--turn-secret 0123456789abcdef", &[], "command line"),
+        ("", &[("CONSULT_TURN_SECRET", "short")], "at least 16"),
+        ("--tls-cert ", &[], "needs a value"),
+    ];
+    for (cli, env, want) in cases {
+        let err = run(cli, env, None).unwrap_err().to_string();
+        assert!(err.contains(want), "{cli} {env:?}: {err}");
+        assert!(
+            !err.contains("\"short\""),
+            "a secret is never echoed: {err}"
+        );
+    }
+    let err = run("", &[("CONSULT_TLS_KEY", " ")], None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tls_key"), "{err}");
+}

@@ -62,6 +62,20 @@ pub async fn serve(config: &Config) -> Running {
 }
 
 impl Running {
+    /// Waits (at most `within`) for the server to stop by itself (a drain), without asking
+    /// it to; true if it did.
+    pub async fn exits_within(mut self, within: Duration) -> bool {
+        // Held, not dropped: a dropped sender is the stop signal.
+        let _keep = self.stop.take();
+        match tokio::time::timeout(within, &mut self.task).await {
+            Ok(result) => {
+                result.unwrap();
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Shuts the server down and waits (10 s at most) for it to finish.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {

@@ -319,7 +319,11 @@ function onMessage(session, msg) {
       ui.showScreen('call');
       for (const p of msg.participants ?? []) remotes.upsert(p);
       // Only a server that knows invites (joined.you) knows `screen_mid` too.
-      startCall(session, msg.video_layers, { screen: !!msg.you && SHARE_ROLES.includes(app.params.role) });
+      startCall(session, msg.video_layers, {
+        screen: !!msg.you && SHARE_ROLES.includes(app.params.role),
+        // TURN (credentials made for this participant) and STUN servers, when configured.
+        iceServers: msg.ice_servers,
+      });
       sendPreference(session);
       setState(app.state === 'lobby' ? 'joining' : app.state);
       renderStatus();
@@ -427,8 +431,9 @@ function closed(reason) {
   ui.showEndScreen(`closed.${r}.heading`, `closed.${r}.body`, null, { rejoin: false });
 }
 
-function startCall(session, videoLayers, { screen = false } = {}) {
+function startCall(session, videoLayers, { screen = false, iceServers = [] } = {}) {
   const call = new Call({
+    iceServers,
     send: (type, fields) => {
       session.sig.send(type, fields);
       if (type !== 'candidate') note(`-> ${type}`);

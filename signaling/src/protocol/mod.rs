@@ -560,10 +560,38 @@ pub fn validate_room(room: &str) -> Result<(), String> {
 
 /// Serializes a server message with the version field.
 pub fn encode_server_message(message: &ServerMessage) -> String {
+    encode_server_message_with_ice(message, &[])
+}
+
+/// One entry of `joined`'s optional `ice_servers`: what the browser passes to
+/// `RTCPeerConnection` as is (`RTCIceServer`). TURN entries carry short-lived credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// Like [`encode_server_message`], adding `ice_servers` to a `joined` message when there are
+/// any. Added at encoding, per connection, since the credentials are per participant and
+/// made when sent; an optional field, so older clients ignore it.
+pub fn encode_server_message_with_ice(
+    message: &ServerMessage,
+    ice_servers: &[IceServer],
+) -> String {
     let mut value = serde_json::to_value(message)
         .expect("invariant: ServerMessage has only string keys and finite values");
     if let serde_json::Value::Object(map) = &mut value {
         map.insert("v".into(), PROTOCOL_VERSION.into());
+        if matches!(message, ServerMessage::Joined { .. }) && !ice_servers.is_empty() {
+            map.insert(
+                "ice_servers".into(),
+                serde_json::to_value(ice_servers)
+                    .expect("invariant: IceServer has only string keys and strings"),
+            );
+        }
     }
     value.to_string()
 }

@@ -181,3 +181,54 @@ fn only_clinic_and_specialist_open_rooms() {
     assert!(Role::Specialist.may_open_room());
     assert!(!Role::Patient.may_open_room());
 }
+
+#[test]
+fn joined_carries_ice_servers_only_when_there_are_some() {
+    let joined = ServerMessage::Joined {
+        participant_id: "p7".into(),
+        room: "r".into(),
+        title: String::new(),
+        you: ParticipantInfo {
+            participant_id: "p7".into(),
+            name: "A".into(),
+            role: Role::Patient,
+            audio_muted: false,
+            video_muted: false,
+        },
+        participants: Vec::new(),
+        video_layers: Vec::new(),
+    };
+    let ice = [
+        IceServer {
+            urls: vec!["turns:t.example:443?transport=tcp".into()],
+            username: Some("1700000000:p7".into()),
+            credential: Some("xmmg6LBfGUDXFKHM3UkIsyWwYbY=".into()),
+        },
+        IceServer {
+            urls: vec!["stun:s.example:3478".into()],
+            username: None,
+            credential: None,
+        },
+    ];
+    let value: serde_json::Value =
+        serde_json::from_str(&encode_server_message_with_ice(&joined, &ice)).unwrap();
+    assert_eq!(value["v"], 1);
+    assert_eq!(
+        value["ice_servers"],
+        serde_json::json!([
+            {"urls": ["turns:t.example:443?transport=tcp"], "username": "1700000000:p7",
+             "credential": "xmmg6LBfGUDXFKHM3UkIsyWwYbY="},
+            {"urls": ["stun:s.example:3478"]},
+        ])
+    );
+    // None configured: the field is absent, as before (older clients see no change).
+    let plain: serde_json::Value =
+        serde_json::from_str(&encode_server_message_with_ice(&joined, &[])).unwrap();
+    assert!(plain.get("ice_servers").is_none());
+    assert_eq!(encode_server_message(&joined), plain.to_string());
+    // Only `joined` carries it.
+    let left = ServerMessage::ParticipantLeft {
+        participant_id: "p1".into(),
+    };
+    assert!(!encode_server_message_with_ice(&left, &ice).contains("ice_servers"));
+}

@@ -1,0 +1,49 @@
+//! Node administration: `POST /api/v1/admin/drain` starts a graceful drain (`crate::drain`)
+//! before a rolling upgrade. Any operator key may call it, but only from this machine (a
+//! Kubernetes `preStop` hook, systemd, an ops shell): a clinic's operator elsewhere must not
+//! be able to take the node out of service.
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::{ApiState, Operator};
+use crate::http::Peer;
+
+/// Whether a request comes from this machine itself: a loopback peer that is not the local
+/// TLS proxy relaying someone else (which adds `X-Forwarded-For`).
+pub fn from_this_machine(peer: &Peer, headers: &HeaderMap) -> bool {
+    peer.addr.ip().is_loopback() && !headers.contains_key("x-forwarded-for")
+}
+
+pub async fn drain(
+    State(state): State<ApiState>,
+    ConnectInfo(peer): ConnectInfo<Peer>,
+    headers: HeaderMap,
+    operator: Operator,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !from_this_machine(&peer, &headers) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "drain is only accepted from the server's own machine (127.0.0.1)",
+        ));
+    }
+    let drain = state.registry.drain();
+    let first = drain.request();
+    let running = state.registry.room_count();
+    if first {
+        tracing::info!(clinic = %operator.clinic, consults = running, "drain requested");
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({
+            "draining": true,
+            "already_draining": !first,
+            "consults_running": running,
+            "drain_timeout_secs": drain.timeout().as_secs(),
+        })),
+    ))
+}
