@@ -45,6 +45,9 @@ load-tests/smoke.sh
 log "hostile datagrams at the media ports while consults run (SFU survives, consults unaffected)"
 load-tests/attack.sh
 
+log "admission control: joins over the node's participant cap get server_busy, running consults unaffected"
+CAP=15 DURATION=8 PUSH_ROOMS=3 load-tests/admission.sh
+
 log "browser tests"
 (cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm test)
 

@@ -6,6 +6,7 @@
 //! its own; `api` is the operator API; `udp`, `http`, `server` are the thin IO shell.
 
 pub mod adapt;
+pub mod admission;
 pub mod api;
 pub mod config;
 pub mod consult;
@@ -16,6 +17,7 @@ pub mod http;
 pub mod ids;
 pub mod metrics;
 pub mod registry;
+pub mod resume;
 pub mod room;
 pub mod server;
 pub mod tcp;

@@ -1,7 +1,7 @@
 //! Prometheus metrics. Counters are atomics: the media path increments them without locks.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
 
@@ -23,12 +23,21 @@ pub struct Metrics {
     pub keyframe_requests_suppressed: IntCounter,
     pub layer_switches: IntCounter,
     pub probe_requests: IntCounter,
+    pub resumes: IntCounter,
     pub congestion_restarts: IntCounter,
     pub rtp_over_budget: IntCounter,
     pub dynacast_changes: IntCounter,
     pub paused_subscriptions: IntGauge,
     pub estimate_bps: Histogram,
     signaling_errors: IntCounterVec,
+    /// Admission control (`crate::admission`): joins refused, by reason.
+    joins_refused: IntCounterVec,
+    /// Median lag of the event loop's 100 ms tick, as admission control sees it.
+    pub event_loop_lag_seconds: Gauge,
+    /// 1 while admission control refuses joins because the node is saturated.
+    pub admission_busy: IntGauge,
+    /// Tasks alive in the tokio runtime (a leak shows here first).
+    pub tokio_tasks: IntGauge,
 }
 
 fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
@@ -59,6 +68,23 @@ impl Metrics {
         )
         .expect("invariant: metric names are valid literals");
         r.register(Box::new(signaling_errors.clone()))
+            .expect("invariant: each metric is registered once");
+        let joins_refused = IntCounterVec::new(
+            Opts::new(
+                "consult_joins_refused_total",
+                "Joins refused with server_busy by admission control, by reason (participant_cap, event_loop_lag, cpu)",
+            ),
+            &["reason"],
+        )
+        .expect("invariant: metric names are valid literals");
+        r.register(Box::new(joins_refused.clone()))
+            .expect("invariant: each metric is registered once");
+        let event_loop_lag_seconds = Gauge::new(
+            "consult_event_loop_lag_seconds",
+            "Median lateness of the event loop's 100 ms tick over the last 11 ticks",
+        )
+        .expect("invariant: metric names are valid literals");
+        r.register(Box::new(event_loop_lag_seconds.clone()))
             .expect("invariant: each metric is registered once");
         let estimate_bps = Histogram::with_opts(
             HistogramOpts::new(
@@ -138,6 +164,11 @@ impl Metrics {
                 "consult_layer_switches_total",
                 "Simulcast layer switches done for subscribers",
             ),
+            resumes: counter(
+                &r,
+                "consult_resumes_total",
+                "Participants back on a new signaling connection with their resume token",
+            ),
             probe_requests: counter(
                 &r,
                 "consult_bwe_probe_requests_total",
@@ -157,12 +188,24 @@ impl Metrics {
             ),
             estimate_bps,
             signaling_errors,
+            joins_refused,
+            event_loop_lag_seconds,
+            admission_busy: gauge(
+                &r,
+                "consult_admission_busy",
+                "1 while new joins are refused because the node is saturated (lag or CPU)",
+            ),
+            tokio_tasks: gauge(&r, "consult_tokio_tasks", "Tasks alive in the tokio runtime"),
             registry: r,
         }
     }
 
     pub fn signaling_error(&self, code: &str) {
         self.signaling_errors.with_label_values(&[code]).inc();
+    }
+
+    pub fn join_refused(&self, reason: &str) {
+        self.joins_refused.with_label_values(&[reason]).inc();
     }
 
     /// Prometheus text exposition.

@@ -30,8 +30,12 @@ struct Inner {
     drain: Arc<crate::drain::Drain>,
     /// The ICE servers (TURN with per-participant credentials) every `joined` carries.
     ice: crate::turn::IceConfig,
+    /// Admission control: refuses joins with `server_busy` at the node's cap or saturation.
+    admission_gate: Arc<crate::admission::monitor::Gate>,
     rooms: Mutex<HashMap<RoomId, RoomHandle>>,
     next_participant: AtomicU64,
+    /// Signaling connections that joined (a resume starts a new one for the same participant).
+    next_session: AtomicU64,
 }
 
 impl Registry {
@@ -41,6 +45,7 @@ impl Registry {
         open_join: bool,
         drain: Arc<crate::drain::Drain>,
         ice: crate::turn::IceConfig,
+        admission_gate: Arc<crate::admission::monitor::Gate>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -50,8 +55,10 @@ impl Registry {
                 restarting: AtomicBool::new(false),
                 drain,
                 ice,
+                admission_gate,
                 rooms: Mutex::new(HashMap::new()),
                 next_participant: AtomicU64::new(1),
+                next_session: AtomicU64::new(1),
             }),
         }
     }
@@ -129,8 +136,11 @@ impl Registry {
 /// The link from one signaling connection to its participant in a room.
 pub struct RoomLink {
     participant: ParticipantId,
+    /// This connection, as opposed to earlier or later ones of a participant that resumed.
+    session: u64,
     commands: mpsc::UnboundedSender<RoomCommand>,
     kicked: oneshot::Receiver<()>,
+    left: bool,
 }
 
 impl ParticipantLink for RoomLink {
@@ -152,13 +162,24 @@ impl ParticipantLink for RoomLink {
         // Resolves when the room drops the participant (its sender is dropped, never sent).
         let _ = (&mut self.kicked).await;
     }
+
+    fn leave(&mut self) {
+        self.left = true;
+        let _ = self.commands.send(RoomCommand::Leave {
+            participant: self.participant,
+        });
+    }
 }
 
 impl Drop for RoomLink {
     fn drop(&mut self) {
-        let _ = self.commands.send(RoomCommand::Leave {
-            participant: self.participant,
-        });
+        if !self.left {
+            // No `leave`: the connection was lost, and the participant may resume.
+            let _ = self.commands.send(RoomCommand::Disconnected {
+                participant: self.participant,
+                session: self.session,
+            });
+        }
     }
 }
 
@@ -173,9 +194,16 @@ impl RoomService for Registry {
         if self.inner.restarting.load(Ordering::SeqCst) {
             return Err(JoinError::Restarting);
         }
+        if let JoinRequest::Resume { token } = request {
+            // Not subject to admission control: the participant is already counted.
+            return self.resume(&token, outbox).await;
+        }
         let admission = self.admission(request).await?;
+        // Held until the room has answered: counts against the cap while on its way in.
+        let _admitted = self.inner.admission_gate.check()?;
         let participant =
             ParticipantId(self.inner.next_participant.fetch_add(1, Ordering::Relaxed));
+        let session = self.next_session();
         let (kick, kicked) = oneshot::channel();
         let (reply, replied) = oneshot::channel();
         let room_id = admission.room.clone();
@@ -219,6 +247,7 @@ impl RoomService for Registry {
                 .commands
                 .send(RoomCommand::Join {
                     participant,
+                    session,
                     admission,
                     outbox,
                     kick,
@@ -230,8 +259,10 @@ impl RoomService for Registry {
         match replied.await {
             Ok(Ok(())) => Ok(RoomLink {
                 participant,
+                session,
                 commands,
                 kicked,
+                left: false,
             }),
             Ok(Err(e)) => Err(e),
             Err(_) => Err(JoinError::Unavailable),
@@ -250,6 +281,56 @@ impl RoomService for Registry {
 }
 
 impl Registry {
+    fn next_session(&self) -> u64 {
+        self.inner.next_session.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Back as the participant the token names, if its room still holds it.
+    async fn resume(
+        &self,
+        token: &str,
+        outbox: mpsc::Sender<ServerMessage>,
+    ) -> Result<RoomLink, JoinError> {
+        let claim = self
+            .inner
+            .plane
+            .resume_keys
+            .verify(token, std::time::SystemTime::now())
+            .map_err(|e| JoinError::ResumeFailed(e.to_string()))?;
+        let participant = ParticipantId(claim.participant);
+        let commands = self
+            .lock()
+            .get(&RoomId(claim.room))
+            .filter(|h| !h.commands.is_closed())
+            .map(|h| h.commands.clone())
+            .ok_or_else(|| JoinError::ResumeFailed("the consult is no longer here".into()))?;
+        let session = self.next_session();
+        let (kick, kicked) = oneshot::channel();
+        let (reply, replied) = oneshot::channel();
+        commands
+            .send(RoomCommand::Resume {
+                participant,
+                session,
+                outbox,
+                kick,
+                reply,
+            })
+            .map_err(|_| JoinError::ResumeFailed("the consult is no longer here".into()))?;
+        match replied.await {
+            Ok(Ok(())) => Ok(RoomLink {
+                participant,
+                session,
+                commands,
+                kicked,
+                left: false,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(JoinError::ResumeFailed(
+                "the consult is no longer here".into(),
+            )),
+        }
+    }
+
     /// Who may join where, from the invite (or, with open join, from the request itself).
     async fn admission(&self, request: JoinRequest) -> Result<Admission, JoinError> {
         match request {
@@ -276,6 +357,9 @@ impl Registry {
                     token_id: Some(invite.token_id),
                 })
             }
+            JoinRequest::Resume { .. } => Err(JoinError::ResumeFailed(
+                "a resume is not an admission".into(),
+            )),
             JoinRequest::Open { room, name, role } => {
                 if !self.inner.open_join {
                     return Err(JoinError::Unauthorized(

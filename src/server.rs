@@ -43,6 +43,8 @@ pub enum ServerError {
     Store(StoreError),
     #[error("TLS: {0}")]
     Tls(crate::tls::TlsError),
+    #[error("resume tokens: {0}")]
+    Resume(crate::resume::ResumeError),
 }
 
 impl From<StoreError> for ServerError {
@@ -149,6 +151,9 @@ pub struct ServeOptions {
     pub ice: crate::turn::IceConfig,
     /// How long a drain lets running consults go on.
     pub drain_timeout: std::time::Duration,
+    pub reconnect_grace: std::time::Duration,
+    /// When new joins get `server_busy` (participant cap, event-loop lag, CPU).
+    pub admission: crate::admission::Thresholds,
 }
 
 impl ServeOptions {
@@ -187,6 +192,12 @@ impl ServeOptions {
             tls_key: config.tls_key.clone(),
             ice: crate::turn::IceConfig::from_config(config),
             drain_timeout: config.drain_timeout,
+            reconnect_grace: config.reconnect_grace,
+            admission: crate::admission::Thresholds {
+                max_participants: config.max_node_participants,
+                max_lag: config.admission_max_lag,
+                max_cpu: config.admission_max_cpu,
+            },
         }
     }
 }
@@ -324,13 +335,21 @@ async fn serve(
         metrics: metrics.clone(),
         video_layers: options.video_layers,
         initial_estimate_bps: options.initial_estimate_bps,
+        reconnect_grace: options.reconnect_grace,
+        resume_keys: crate::resume::ResumeKeys::random().map_err(ServerError::Resume)?,
     });
+    let admission = Arc::new(crate::admission::monitor::Gate::new(
+        options.admission,
+        metrics.clone(),
+    ));
+    let admission_task = tokio::spawn(crate::admission::monitor::run(admission.clone()));
     let registry = Registry::new(
         plane,
         consults.clone(),
         options.allow_open_join,
         drain.clone(),
         options.ice,
+        admission,
     );
     let tcp_routes = listeners
         .tcp
@@ -409,6 +428,7 @@ async fn serve(
     registry.close_all();
     drop(registry);
     udp_task.abort();
+    admission_task.abort();
     if let Some(t) = tcp_task {
         t.abort();
     }

@@ -128,6 +128,10 @@ fn sample(key: &str) -> (&'static str, &'static str) {
             "ice_servers = [\"stun:stun.example:3478\"]",
         ),
         "drain_timeout" => ("60", "drain_timeout = 60"),
+        "max_node_participants" => ("120", "max_node_participants = 120"),
+        "admission_max_lag_ms" => ("200", "admission_max_lag_ms = 200"),
+        "admission_max_cpu" => ("0.5", "admission_max_cpu = 0.5"),
+        "reconnect_grace" => ("45", "reconnect_grace = 45"),
         "consults.db_path" => ("/srv/c.sqlite", "[consults]\ndb_path = \"/srv/c.sqlite\""),
         "consults.token_secret" => (
             "0123456789abcdef0123456789abcdef",

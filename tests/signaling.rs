@@ -330,7 +330,9 @@ async fn negotiation_mute_leave_and_cleanup() {
     )
     .await;
 
-    // Closing the socket is leaving: the room goes and the gauges return to zero.
+    // `leave` ends the participation at once (a socket closed without it keeps the place
+    // for the reconnect grace period: tests/resume.rs): the room goes, the gauges return to 0.
+    send(&mut clinic, json!({"v":1,"type":"leave"})).await;
     drop(clinic);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {

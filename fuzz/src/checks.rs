@@ -55,8 +55,12 @@ pub fn signaling_message(data: &[u8]) {
             room,
             name,
             role,
+            resume,
         } => {
             assert!(room.is_none() && name.is_none() && role.is_none());
+            assert!(resume
+                .as_ref()
+                .is_none_or(|r| !r.is_empty() && r.len() <= MAX_INVITE_BYTES));
             assert!(!invite.is_empty() && invite.len() <= MAX_INVITE_BYTES);
         }
         ClientMessage::Join {
@@ -64,6 +68,7 @@ pub fn signaling_message(data: &[u8]) {
             room,
             name,
             role,
+            ..
         } => {
             let (room, name) = (room.as_deref().unwrap(), name.as_deref().unwrap());
             assert!(validate_room(room).is_ok() && role.is_some());

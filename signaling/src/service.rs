@@ -44,6 +44,8 @@ pub enum JoinRequest {
         name: String,
         role: Role,
     },
+    /// Back as the participant a `resume_token` names, after the socket dropped.
+    Resume { token: String },
 }
 
 /// Why a join was refused.
@@ -61,6 +63,11 @@ pub enum JoinError {
     ConsultEnded,
     #[error("the server is restarting; join again in a few seconds")]
     Restarting,
+    /// Admission control: the node is at its participant cap or saturated.
+    #[error("the server is busy; join again in {} s", retry_after.as_secs_f32().ceil())]
+    Busy { retry_after: Duration },
+    #[error("cannot resume ({0}); join again")]
+    ResumeFailed(String),
 }
 
 impl JoinError {
@@ -72,6 +79,16 @@ impl JoinError {
             JoinError::Unauthorized(_) => ErrorCode::Unauthorized,
             JoinError::ConsultEnded => ErrorCode::ConsultEnded,
             JoinError::Restarting => ErrorCode::ServerRestarting,
+            JoinError::Busy { .. } => ErrorCode::ServerBusy,
+            JoinError::ResumeFailed(_) => ErrorCode::ResumeFailed,
+        }
+    }
+
+    /// The `error` the client gets; `server_busy` carries the retry hint.
+    pub fn to_message(&self) -> ServerMessage {
+        match self {
+            JoinError::Busy { retry_after } => ServerMessage::busy(self.to_string(), *retry_after),
+            other => ServerMessage::error(other.code(), other.to_string()),
         }
     }
 }
@@ -84,6 +101,10 @@ pub trait ParticipantLink: Send + 'static {
 
     /// Resolves when the room has dropped this participant (media failed, server shutdown).
     fn closed(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// The client said `leave`. Dropping a link without it means the connection was lost:
+    /// the participant may resume.
+    fn leave(&mut self);
 }
 
 /// What the SFU provides to the signaling endpoint.
@@ -317,12 +338,14 @@ pub async fn serve_connection<S: RoomService>(
                     room,
                     name,
                     role,
+                    resume,
                 },
             ) => {
                 // parse_client_message guarantees either an invite or all three fields.
-                let request = match (invite, room, name, role) {
-                    (Some(token), ..) => JoinRequest::Invite { token },
-                    (None, Some(room), Some(name), Some(role)) => JoinRequest::Open {
+                let request = match (resume, invite, room, name, role) {
+                    (Some(token), ..) => JoinRequest::Resume { token },
+                    (None, Some(token), ..) => JoinRequest::Invite { token },
+                    (None, None, Some(room), Some(name), Some(role)) => JoinRequest::Open {
                         room,
                         name: name.trim().to_string(),
                         role,
@@ -339,7 +362,7 @@ pub async fn serve_connection<S: RoomService>(
                     Ok(joined) => link = Some(joined),
                     Err(err) => {
                         service.on_client_error(err.code());
-                        reply(ServerMessage::error(err.code(), err.to_string()));
+                        reply(err.to_message());
                     }
                 }
             }
@@ -357,7 +380,10 @@ pub async fn serve_connection<S: RoomService>(
                     "already joined; open a new connection to join another consult",
                 ));
             }
-            (Some(_), ClientMessage::Leave) => break,
+            (Some(joined), ClientMessage::Leave) => {
+                joined.leave();
+                break;
+            }
             (Some(joined), other) => {
                 if let ClientMessage::Offer { sdp, .. } = &other {
                     // Refused here, before the room parses it or makes a transceiver per m-line.

@@ -51,6 +51,17 @@ pub struct Config {
     pub ice_servers: Vec<String>,
     /// After a drain request, how long running consults may go on before the process exits.
     pub drain_timeout: Duration,
+    /// Admission control (`crate::admission`): participants on this node (all consults) at
+    /// which new joins get `server_busy`. None: no cap.
+    pub max_node_participants: Option<usize>,
+    /// Admission control: event-loop lag (median of the last 11 ticks) over which the node
+    /// counts as saturated. None: not measured for admission.
+    pub admission_max_lag: Option<Duration>,
+    /// Admission control: process CPU as a fraction of all cores over which the node counts
+    /// as saturated. None: not measured for admission.
+    pub admission_max_cpu: Option<f64>,
+    /// How long a participant whose connection dropped keeps its place in the consult.
+    pub reconnect_grace: Duration,
 }
 
 /// coturn with `use-auth-secret`: the server derives each participant's credentials.
@@ -79,8 +90,14 @@ impl Default for TurnConfig {
 pub const DEFAULT_TURN_CREDENTIAL_TTL_SECS: u64 = 12 * 3600;
 /// 1 h: a consult that started just before an upgrade may finish.
 pub const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 3600;
+pub const DEFAULT_RECONNECT_GRACE_SECS: u64 = 30;
 /// Shortest accepted TURN secret.
 pub const MIN_TURN_SECRET_CHARS: usize = 16;
+/// A median tick 50 ms late means every worker is busy for that long: media is already
+/// queueing, while a loaded but healthy node stays at 1-2 ms (the timer's resolution).
+pub const DEFAULT_ADMISSION_MAX_LAG_MS: u64 = 50;
+/// 80 % of the cores, the same point as the `ConsultNodeNearSaturation` alert.
+pub const DEFAULT_ADMISSION_MAX_CPU: f64 = 0.8;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsultsConfig {
@@ -180,6 +197,10 @@ impl Default for Config {
             turn: TurnConfig::default(),
             ice_servers: Vec::new(),
             drain_timeout: Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS),
+            max_node_participants: None,
+            admission_max_lag: Some(Duration::from_millis(DEFAULT_ADMISSION_MAX_LAG_MS)),
+            admission_max_cpu: Some(DEFAULT_ADMISSION_MAX_CPU),
+            reconnect_grace: Duration::from_secs(DEFAULT_RECONNECT_GRACE_SECS),
         }
     }
 }
@@ -233,6 +254,29 @@ struct FileConfig {
     turn_credential_ttl: Option<u64>,
     ice_servers: Option<Vec<String>>,
     drain_timeout: Option<u64>,
+    max_node_participants: Option<NumberOrOff>,
+    admission_max_lag_ms: Option<NumberOrOff>,
+    admission_max_cpu: Option<NumberOrOff>,
+    reconnect_grace: Option<u64>,
+}
+
+/// A number, or the word `off`, in the config file.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum NumberOrOff {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl NumberOrOff {
+    fn into_text(self) -> String {
+        match self {
+            NumberOrOff::Int(n) => n.to_string(),
+            NumberOrOff::Float(f) => f.to_string(),
+            NumberOrOff::Text(s) => s,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -287,6 +331,16 @@ Options (each also as env CONSULT_<NAME>, e.g. CONSULT_HTTP_ADDR; the command li
   --ice-servers LIST      other ICE servers given to browsers as they are (stun:...)  [none]
   --drain-timeout SECONDS after POST /api/v1/admin/drain (or SIGUSR1): how long running
                           consults may go on before the process exits   [3600]
+  --max-node-participants N
+                          admission control: participants on this node at which new
+                          joins get server_busy, or off           [off]
+  --admission-max-lag-ms MS
+                          ... when the event loop's tick runs this late (median), or off  [50]
+  --admission-max-cpu FRACTION
+                          ... when the process uses this share of all cores, or off  [0.8]
+  --reconnect-grace SECONDS
+                          how long a participant whose connection dropped keeps its
+                          place (others see it reconnecting)   [30]
 Env or file only:
   CONSULT_TOKEN_SECRET    invite signing key, 32+ characters [generated, kept in the database]
   CONSULT_TURN_SECRET     coturn's static-auth-secret (use-auth-secret), 16+ characters
@@ -401,6 +455,22 @@ pub fn load(
         );
         push("ice_servers", file.ice_servers.map(|u| u.join(",")));
         push("drain_timeout", file.drain_timeout.map(|n| n.to_string()));
+        push(
+            "max_node_participants",
+            file.max_node_participants.map(NumberOrOff::into_text),
+        );
+        push(
+            "admission_max_lag_ms",
+            file.admission_max_lag_ms.map(NumberOrOff::into_text),
+        );
+        push(
+            "admission_max_cpu",
+            file.admission_max_cpu.map(NumberOrOff::into_text),
+        );
+        push(
+            "reconnect_grace",
+            file.reconnect_grace.map(|n| n.to_string()),
+        );
         if let Some(c) = file.consults {
             push("db_path", c.db_path.map(|p| p.display().to_string()));
             push("token_secret", c.token_secret);
@@ -503,6 +573,16 @@ pub fn load(
                         .ok_or_else(|| bad("number of seconds, 60 to 604800"))?,
                 )
             }
+            "reconnect_grace" => {
+                config.reconnect_grace = Duration::from_secs(
+                    value
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|n: &u64| (1..=600).contains(n))
+                        .ok_or_else(|| bad("number of seconds, 1 to 600"))?,
+                )
+            }
             "drain_timeout" => {
                 config.drain_timeout = Duration::from_secs(
                     value
@@ -512,6 +592,22 @@ pub fn load(
                         .filter(|&n: &u64| n <= 86400)
                         .ok_or_else(|| bad("number of seconds, 0 to 86400"))?,
                 )
+            }
+            "max_node_participants" => {
+                config.max_node_participants =
+                    parse_off_or(&value, |n: &usize| (1..=1_000_000).contains(n))
+                        .ok_or_else(|| bad("number of participants (1 or more) or off"))?
+            }
+            // Under 5 ms the timer's own 1 ms resolution and scheduling noise would refuse
+            // joins on a healthy node.
+            "admission_max_lag_ms" => {
+                config.admission_max_lag = parse_off_or(&value, |n: &u64| (5..=60_000).contains(n))
+                    .map(|o| o.map(Duration::from_millis))
+                    .ok_or_else(|| bad("number of milliseconds, 5 to 60000, or off"))?
+            }
+            "admission_max_cpu" => {
+                config.admission_max_cpu = parse_off_or(&value, |f: &f64| (0.05..=1.0).contains(f))
+                    .ok_or_else(|| bad("fraction of all cores, 0.05 to 1, or off"))?
             }
             "db_path" if value.trim().is_empty() => return Err(bad("file path")),
             "db_path" => config.consults.db_path = PathBuf::from(value),
@@ -579,6 +675,15 @@ fn parse_urls(s: &str, schemes: &[&str]) -> Option<Vec<String>> {
                 && u.chars().all(|c| c.is_ascii_graphic() && c != '"')
         })
         .then_some(urls)
+}
+
+/// `off` (None), or a value that `valid` accepts; anything else is an error (the outer None).
+fn parse_off_or<T: std::str::FromStr>(s: &str, valid: impl Fn(&T) -> bool) -> Option<Option<T>> {
+    let s = s.trim();
+    if s.eq_ignore_ascii_case("off") {
+        return Some(None);
+    }
+    s.parse().ok().filter(|v| valid(v)).map(Some)
 }
 
 fn parse_positive(s: &str) -> Option<usize> {
@@ -786,6 +891,19 @@ impl Config {
                 "drain_timeout".into(),
                 self.drain_timeout.as_secs().to_string(),
             ),
+            (
+                "max_node_participants".into(),
+                off_or(self.max_node_participants),
+            ),
+            (
+                "admission_max_lag_ms".into(),
+                off_or(self.admission_max_lag.map(|d| d.as_millis())),
+            ),
+            ("admission_max_cpu".into(), off_or(self.admission_max_cpu)),
+            (
+                "reconnect_grace".into(),
+                self.reconnect_grace.as_secs().to_string(),
+            ),
             ("consults.db_path".into(), c.db_path.display().to_string()),
             (
                 "consults.token_secret".into(),
@@ -878,6 +996,10 @@ impl Config {
             bound.ip()
         })
     }
+}
+
+fn off_or(v: Option<impl std::fmt::Display>) -> String {
+    v.map_or_else(|| "off".to_string(), |v| v.to_string())
 }
 
 fn list_or_none(items: &[String]) -> String {

@@ -551,3 +551,59 @@ fn bad_tls_turn_and_drain_settings_name_the_field() {
         .to_string();
     assert!(err.contains("tls_key"), "{err}");
 }
+
+#[test]
+fn admission_settings() {
+    let d = Config::default();
+    assert_eq!(d.max_node_participants, None);
+    assert_eq!(d.admission_max_lag, Some(Duration::from_millis(50)));
+    assert_eq!(d.admission_max_cpu, Some(0.8));
+    // (command line, env, file, expected cap, lag ms, cpu)
+    type Case<'a> = (
+        &'a str,
+        &'a [(&'a str, &'a str)],
+        Option<&'a str>,
+        Option<usize>,
+        Option<u64>,
+        Option<f64>,
+    );
+    let cases: &[Case] = &[
+        ("--max-node-participants 120", &[], None, Some(120), Some(50), Some(0.8)),
+        ("--admission-max-lag-ms off --admission-max-cpu off", &[], None, None, None, None),
+        ("", &[("CONSULT_ADMISSION_MAX_LAG_MS", "200")], None, None, Some(200), Some(0.8)),
+        (
+            "--config c.toml",
+            &[],
+            Some("max_node_participants = 60\nadmission_max_lag_ms = \"off\"\nadmission_max_cpu = 0.5"),
+            Some(60),
+            None,
+            Some(0.5),
+        ),
+        (
+            "--config c.toml --max-node-participants off",
+            &[("CONSULT_ADMISSION_MAX_CPU", "1")],
+            Some("max_node_participants = 60"),
+            None,
+            Some(50),
+            Some(1.0),
+        ),
+    ];
+    for (cli, env, file, cap, lag, cpu) in cases {
+        let c = run(cli, env, *file).unwrap_or_else(|e| panic!("{cli}: {e}"));
+        assert_eq!(c.max_node_participants, *cap, "{cli}");
+        assert_eq!(c.admission_max_lag, lag.map(Duration::from_millis), "{cli}");
+        assert_eq!(c.admission_max_cpu, *cpu, "{cli}");
+    }
+    for (cli, want) in [
+        ("--max-node-participants 0", "max_node_participants"),
+        ("--max-node-participants lots", "max_node_participants"),
+        ("--admission-max-lag-ms 1", "admission_max_lag_ms"),
+        ("--admission-max-lag-ms -5", "admission_max_lag_ms"),
+        ("--admission-max-cpu 1.5", "admission_max_cpu"),
+        ("--admission-max-cpu 0", "admission_max_cpu"),
+        ("--admission-max-cpu NaN", "admission_max_cpu"),
+    ] {
+        let err = run(cli, &[], None).unwrap_err().to_string();
+        assert!(err.contains(want), "{cli}: {err}");
+    }
+}

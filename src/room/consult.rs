@@ -30,6 +30,7 @@ const MAX_WAITING: usize = 16;
 /// Someone in the lobby: connected to signaling, no `Rtc` yet.
 pub struct Waiting {
     pub id: ParticipantId,
+    pub session: u64,
     pub admission: Admission,
     pub outbox: mpsc::Sender<ServerMessage>,
     pub kick: oneshot::Sender<()>,
@@ -56,6 +57,7 @@ impl Room {
     pub(super) fn arrive(
         &mut self,
         id: ParticipantId,
+        session: u64,
         admission: Admission,
         outbox: mpsc::Sender<ServerMessage>,
         kick: oneshot::Sender<()>,
@@ -67,13 +69,14 @@ impl Room {
             self.title = admission.title.clone();
         }
         if !admission.lobby {
-            return self.join(id, admission, outbox, kick);
+            return self.join(id, session, admission, outbox, kick);
         }
         if self.waiting.len() >= MAX_WAITING {
             return Err(JoinError::RoomFull(MAX_WAITING));
         }
         let w = Waiting {
             id,
+            session,
             admission,
             outbox,
             kick,
@@ -116,7 +119,7 @@ impl Room {
             lobby: false,
             ..w.admission
         };
-        if let Err(e) = self.join(w.id, admission, w.outbox.clone(), w.kick) {
+        if let Err(e) = self.join(w.id, w.session, admission, w.outbox.clone(), w.kick) {
             let _ = w
                 .outbox
                 .try_send(ServerMessage::error(e.code(), e.to_string()));

@@ -11,7 +11,7 @@ use super::permission;
 use super::Room;
 use crate::forward::codec::VideoCodec;
 use crate::ids::{ParticipantId, TrackId};
-use crate::udp::DemuxCommand;
+use crate::udp::{DemuxCommand, Route};
 
 type SignalError = (ErrorCode, String);
 
@@ -73,6 +73,7 @@ impl Room {
         let Some(pending) = p.pending_offer.take() else {
             return Err((ErrorCode::WrongState, "no offer is outstanding".into()));
         };
+        p.offer_sdp = None;
         let answer = match SdpAnswer::from_sdp_string(sdp) {
             Ok(a) => a,
             Err(e) => {
@@ -238,10 +239,16 @@ impl Room {
 
     fn negotiate(&mut self, i: usize) {
         let p = &mut self.participants[i];
-        if !p.offered || p.pending_offer.is_some() || !p.has_negotiation_work() {
+        if !p.offered
+            || p.pending_offer.is_some()
+            || !(p.has_negotiation_work() || p.ice_restart_wanted)
+        {
             return;
         }
         let mut api = p.rtc.sdp_api();
+        let restart = std::mem::take(&mut p.ice_restart_wanted)
+            // Keep our candidates: the server's address did not change, the client's did.
+            .then(|| api.ice_restart(true).ufrag);
         let mut added: Vec<(TrackId, MediaKind, TrackSource, Mid)> = Vec::new();
         for s in &mut p.subscriptions {
             match s.state {
@@ -269,9 +276,22 @@ impl Room {
             return;
         };
         p.pending_offer = Some(pending);
-        p.send(ServerMessage::Offer {
-            sdp: offer.to_sdp_string(),
-        });
+        if let Some(ufrag) = restart {
+            info!(participant = %p.id, "ICE restart offered");
+            // STUN with the new username must reach this participant; the old one stays
+            // registered until it leaves (packets in flight, a restart that fails).
+            let _ = self.plane.demux.send(DemuxCommand::Register {
+                ufrag: ufrag.clone(),
+                route: Route {
+                    participant: p.id,
+                    inbox: self.datagram_tx.clone(),
+                },
+            });
+            p.old_ufrags.push(std::mem::replace(&mut p.ufrag, ufrag));
+        }
+        let sdp = offer.to_sdp_string();
+        p.offer_sdp = Some(sdp.clone());
+        p.send(ServerMessage::Offer { sdp });
         for (track, kind, source, mid) in added {
             p.send(ServerMessage::TrackPublished {
                 participant_id: track.publisher.to_string(),

@@ -214,10 +214,6 @@ pub const CONGESTION_STEP: Duration = Duration::from_millis(500);
 /// it first, when GCC has caught up).
 pub const CONGESTION_HOLD: Duration = Duration::from_secs(5);
 
-/// How long ICE may stay disconnected before the participant is dropped. Rural links stall
-/// for seconds; a consent refresh brings the media back without a new join.
-pub const ICE_GRACE: Duration = Duration::from_secs(20);
-
 pub struct Participant {
     pub id: ParticipantId,
     pub name: String,
@@ -240,8 +236,24 @@ pub struct Participant {
     pub outbox: mpsc::Sender<ServerMessage>,
     /// Dropping it tells the signaling connection to close.
     pub _kick: oneshot::Sender<()>,
+    /// The signaling connection this participant is on now: a resume moves it to a new one,
+    /// and the old connection's late `Disconnected` is then ignored.
+    pub session: u64,
+    /// When the signaling connection dropped without a `leave`: the place is kept for the
+    /// reconnect grace period.
+    pub signal_lost_at: Option<Instant>,
+    /// What the others were last told (`participant_reconnecting`).
+    pub reconnecting: bool,
+    /// When the next fresh resume token is due.
+    pub resume_refresh_at: Instant,
+    /// The client asked for an ICE restart; done with the next offer.
+    pub ice_restart_wanted: bool,
+    /// The SDP of the offer outstanding, sent again after a resume (the first may be lost).
+    pub offer_sdp: Option<String>,
     pub rtc: Rtc,
     pub ufrag: String,
+    /// Earlier ICE usernames (before ICE restarts), unregistered when the participant goes.
+    pub old_ufrags: Vec<String>,
     /// The client's one offer has been answered.
     pub offered: bool,
     pub pending_offer: Option<SdpPendingOffer>,
@@ -358,6 +370,14 @@ impl Participant {
             estimate
         } else {
             cap
+        }
+    }
+
+    /// Since when the participant has been unreachable (signaling or media), if it is.
+    pub fn lost_since(&self) -> Option<Instant> {
+        match (self.signal_lost_at, self.ice_lost_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

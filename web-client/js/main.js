@@ -24,6 +24,13 @@ const WAIT_RETRY_MS = 3000; // patient waiting for the consult to be opened
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 3000;
 const RECONNECT_GIVE_UP_MS = 120_000;
+// The server keeps our place this long (reconnect_grace, 30 s by default); after that a resume
+// cannot work and we join afresh.
+const RESUME_WINDOW_MS = 35_000;
+// ICE `disconnected` this long means media stalled: ask for an ICE restart (and again after
+// ICE_RESTART_RETRY_MS while it stays down).
+const ICE_STALL_MS = 2000;
+const ICE_RESTART_RETRY_MS = 5000;
 // The weak-connection notice waits until the link has stayed poor this long: the server's
 // bandwidth estimate starts low for a few seconds after joining, even on a good link.
 const POOR_NOTICE_DELAY_MS = 10_000;
@@ -55,6 +62,9 @@ const app = {
   qualityNoticeDismissed: false, // "Not now" on the weak-connection notice, until the next join
   poorSince: null, // performance.now() when your own quality became poor, else null
   poorTimer: null,
+  resumeToken: null, // from joined / resume_token: come back as the same participant
+  resumes: 0, // successful resumes (test hook)
+  iceTimer: null,
   log: [],
 };
 
@@ -248,22 +258,34 @@ function startJoin(params) {
 function connect() {
   clearTimeout(app.timer);
   endSession();
+  app.resumeToken = null;
   const session = { sig: null, call: null, joined: false };
   app.session = session;
   setState(app.waiting ? 'waiting' : 'joining');
+  openSignaling(session, null);
+}
+
+/** A new socket for `session`: a fresh join, or (with `resume`) back as the same participant. */
+function openSignaling(session, resume) {
   const mine = (fn) => (...args) => {
     if (app.session === session) fn(session, ...args);
   };
-  session.sig = new Signaling(signalingUrl(), {
+  const sig = new Signaling(signalingUrl(), {
     onOpen: mine(() => {
       const { invite, room, name, role } = app.params;
-      session.sig.send('join', invite ? { invite } : { room, name, role });
-      note(`-> join${invite ? ' (invite)' : ''}`);
+      const creds = invite ? { invite } : { room, name, role };
+      sig.send('join', resume ? { ...creds, resume } : creds);
+      note(`-> join${invite ? ' (invite)' : ''}${resume ? ' (resume)' : ''}`);
     }),
-    onMessage: mine(onMessage),
-    onClose: mine(onSignalingClosed),
+    onMessage: (msg) => {
+      if (app.session === session && session.sig === sig) onMessage(session, msg);
+    },
+    onClose: (info) => {
+      if (app.session === session && session.sig === sig) onSignalingClosed(session, info);
+    },
   });
-  session.sig.connect();
+  session.sig = sig;
+  sig.connect();
 }
 
 /** Drops the current socket and peer connection (closing the socket is a `leave`). */
@@ -271,6 +293,11 @@ function endSession() {
   const s = app.session;
   app.session = null;
   app.pcState = 'new';
+  clearTimeout(app.iceTimer);
+  app.iceTimer = null;
+  // A socket closed without `leave` keeps our place on the server (a lost connection); we are
+  // giving this participant up, so say so and nobody sees it reconnecting.
+  if (s?.joined) s.sig?.send('leave');
   stopShare({ notify: false });
   s?.channel?.close();
   s?.call?.close();
@@ -310,6 +337,11 @@ function onMessage(session, msg) {
       ensureMedia(); // the camera preview while waiting; ready when admitted
       break;
     case 'joined':
+      if (msg.resume_token) app.resumeToken = msg.resume_token;
+      if (msg.resumed && session.call) {
+        resumed(session, msg);
+        break;
+      }
       session.joined = true;
       app.waiting = false;
       app.participantId = msg.participant_id;
@@ -347,6 +379,12 @@ function onMessage(session, msg) {
     case 'participant_left':
       remotes.left(msg.participant_id);
       break;
+    case 'participant_reconnecting':
+      remotes.reconnectingChanged(msg);
+      break;
+    case 'resume_token':
+      if (typeof msg.resume_token === 'string') app.resumeToken = msg.resume_token;
+      break;
     case 'track_published':
       remotes.published(msg);
       break;
@@ -377,6 +415,13 @@ function onMessage(session, msg) {
 
 function onServerError(session, { code, message }) {
   console.warn('server error', code, message);
+  if (code === 'resume_failed') {
+    // Our place is gone (the grace period passed): join afresh, with a new peer connection.
+    note('resume failed: joining afresh');
+    app.resumeToken = null;
+    connect();
+    return;
+  }
   const key = hasKey(`error.${code}`) ? `error.${code}` : 'error.generic';
   if (code === 'consult_ended') {
     closed('consult_ended');
@@ -618,17 +663,84 @@ function onPcState(state) {
       ui.setNotice('info', null);
     }
     setState('connected');
+    clearTimeout(app.iceTimer);
+    app.iceTimer = null;
+    if (app.session) app.session.iceLostAt = null;
   } else if (state === 'failed') {
-    connectionLost(true);
+    askIceRestart(app.session);
+    renderStatus();
   } else {
+    if (state === 'disconnected' && !app.iceTimer) {
+      app.iceTimer = setTimeout(() => askIceRestart(app.session), ICE_STALL_MS);
+    }
     renderStatus();
   }
+}
+
+/**
+ * Media stalled (a network change, an outage): ask the server for an ICE restart, and again
+ * while it stays down. A restart that cannot help within the grace period ends in a fresh join.
+ */
+function askIceRestart(session) {
+  clearTimeout(app.iceTimer);
+  app.iceTimer = null;
+  if (!session || app.session !== session || app.pcState === 'connected') return;
+  if (session.iceLostAt == null) session.iceLostAt = performance.now();
+  if (performance.now() - session.iceLostAt > RESUME_WINDOW_MS) {
+    connectionLost(true);
+    return;
+  }
+  if (session.sig?.isOpen && session.joined) {
+    session.sig.send('ice_restart');
+    note('-> ice_restart');
+  }
+  app.iceTimer = setTimeout(() => askIceRestart(session), ICE_RESTART_RETRY_MS);
+}
+
+/** Back on a new socket as the same participant: the peer connection and media went on. */
+function resumed(session, msg) {
+  app.resumes += 1;
+  app.retries = 0;
+  const remotes = app.remotes;
+  const present = new Set((msg.participants ?? []).map((p) => p.participant_id));
+  for (const id of [...remotes.participants.keys()]) if (!present.has(id)) remotes.left(id);
+  for (const p of msg.participants ?? []) {
+    remotes.upsert(p);
+    remotes.reconnectingChanged({ participant_id: p.participant_id, reconnecting: false });
+  }
+  ui.setNotice('error', null);
+  sendPreference(session);
+  if (app.pcState !== 'connected') askIceRestart(session);
+  setState('connected');
 }
 
 function onSignalingClosed(session, { wasOpen, code }) {
   note(`ws closed code=${code} open=${wasOpen}`);
   if (app.closedReason) return;
+  if (session.joined && session.call && app.resumeToken) {
+    resumeLater(session);
+    return;
+  }
   connectionLost(wasOpen);
+}
+
+/**
+ * The socket dropped while in the consult: keep the peer connection (media may still flow) and
+ * come back on a new socket as the same participant, with backoff and jitter. Past the
+ * server's grace period a resume cannot work: join afresh.
+ */
+function resumeLater(session) {
+  app.retries += 1;
+  if (app.retries === 1) app.lostAt = performance.now();
+  if (performance.now() - app.lostAt > RESUME_WINDOW_MS) {
+    connectionLost(true);
+    return;
+  }
+  ui.setStatus('status.reconnecting', 'warn');
+  clearTimeout(app.timer);
+  app.timer = setTimeout(() => {
+    if (app.session === session) openSignaling(session, app.resumeToken);
+  }, reconnectDelay(app.retries));
 }
 
 /** Delay before reconnect attempt `n` (1-based): exponential, capped, with jitter. Pure. */
@@ -724,6 +836,10 @@ window.consult = {
   get log() { return app.log; },
   get layers() { return app.remotes.layers; }, // Map mid -> {participantId, trackId, layer, temporal, paused}
   get quality() { return app.remotes.quality; }, // Map participant_id -> 'good' | 'fair' | 'poor' (yourself too)
+  get reconnecting() { return app.remotes.reconnecting; }, // Set of participant ids shown as reconnecting
+  get resumes() { return app.resumes; }, // successful resumes on a new socket
+  /** Drops the WebSocket as a lost connection would (no `leave`): the client resumes. */
+  dropSignaling() { app.session?.sig?.ws?.close(4000, 'test: connection dropped'); },
   get activeRids() { return app.session?.call?.activeRids ?? null; }, // rids our camera sends now, or null
   get dataSaver() { return app.dataSaver; },
   get role() { return app.params?.role ?? null; },

@@ -16,6 +16,7 @@ export class Remotes {
     this.gone = new Set(); // participant ids that have left (late tracks are ignored)
     this.layers = new Map(); // mid -> {participantId, layer, temporal, paused}   (from layer_changed)
     this.quality = new Map(); // participant_id -> 'good' | 'fair' | 'poor'     (yourself too)
+    this.reconnecting = new Set(); // participant ids whose connection dropped (place kept)
   }
 
   clear() {
@@ -26,6 +27,7 @@ export class Remotes {
     this.gone.clear();
     this.layers.clear();
     this.quality.clear();
+    this.reconnecting.clear();
     ui.clearTiles();
   }
 
@@ -56,6 +58,7 @@ export class Remotes {
     for (const [mid, t] of this.tracks) if (t.participantId === id) this.tracks.delete(mid);
     for (const [mid, l] of this.layers) if (l.participantId === id) this.layers.delete(mid);
     this.quality.delete(id);
+    this.reconnecting.delete(id);
     ui.removeTile(id);
   }
 
@@ -100,6 +103,13 @@ export class Remotes {
   }
 
   /** `connection_quality` about a remote participant (yourself: see main.js). */
+  reconnectingChanged({ participant_id: id, reconnecting }) {
+    if (!this.participants.has(id)) return;
+    if (reconnecting) this.reconnecting.add(id);
+    else this.reconnecting.delete(id);
+    ui.setTileReconnecting(id, !!reconnecting);
+  }
+
   qualityChanged({ participant_id: id, quality }) {
     if (typeof id !== 'string') return;
     this.quality.set(id, quality);

@@ -315,6 +315,14 @@ export function setTileLayer(id, state) {
   if (tile) renderLayer(tile.el, state);
 }
 
+/** The participant's connection dropped and it may come back (`participant_reconnecting`). */
+export function setTileReconnecting(id, on) {
+  const tile = tiles.get(id);
+  if (!tile) return;
+  tile.el.querySelector('.reconnecting').hidden = !on;
+  tile.el.dataset.reconnecting = on ? 'true' : '';
+}
+
 export function setTileQuality(id, quality) {
   const tile = tiles.get(id);
   if (tile) renderQuality(tile.el, quality);

@@ -97,7 +97,15 @@ pub enum ClientMessage {
         name: Option<String>,
         #[serde(default)]
         role: Option<Role>,
+        /// The `resume_token` of an earlier `joined`: come back as the same participant, with
+        /// its publications and subscriptions, after the socket dropped. Give the invite (or
+        /// the open-join fields) too: if the resume fails (`resume_failed`), join afresh.
+        #[serde(default)]
+        resume: Option<String>,
     },
+    /// Ask for an ICE restart (media stalled, or the network changed): the server answers with
+    /// an `offer` carrying new ICE credentials.
+    IceRestart,
     /// The client's one offer, right after `joined`: its published tracks. `screen_mid` names
     /// a send-only video transceiver kept for screen sharing (started later with `share`).
     Offer {
@@ -169,6 +177,7 @@ impl ClientMessage {
             ClientMessage::MuteParticipant { .. } => "mute_participant",
             ClientMessage::EndConsult => "end_consult",
             ClientMessage::Leave => "leave",
+            ClientMessage::IceRestart => "ice_restart",
         }
     }
 }
@@ -225,6 +234,14 @@ pub enum ServerMessage {
         participants: Vec<ParticipantInfo>,
         /// Simulcast encodings to publish camera video with.
         video_layers: Vec<VideoLayerConfig>,
+        /// Give this in `join.resume` to come back as the same participant after the socket
+        /// dropped (valid for the reconnect grace period, on this server only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
+        /// This `joined` answers a resume: the peer connection and its media go on as they
+        /// were; `participants` is the current list.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        resumed: bool,
     },
     Answer {
         sdp: String,
@@ -254,6 +271,16 @@ pub enum ServerMessage {
     },
     ParticipantLeft {
         participant_id: String,
+    },
+    /// A fresh `resume_token` replacing the one from `joined` (tokens are short-lived).
+    ResumeToken {
+        resume_token: String,
+    },
+    /// A participant's connection dropped and it may come back (its place is kept for the
+    /// reconnect grace period), or it is back (`reconnecting: false`).
+    ParticipantReconnecting {
+        participant_id: String,
+        reconnecting: bool,
     },
     /// A remote track is now offered to this client on transceiver `mid`.
     TrackPublished {
@@ -307,6 +334,10 @@ pub enum ServerMessage {
     Error {
         code: ErrorCode,
         message: String,
+        /// With `server_busy` on a refused join: how long to wait before joining again.
+        /// Optional and additive: clients that do not know it ignore it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -315,6 +346,16 @@ impl ServerMessage {
         ServerMessage::Error {
             code,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// `server_busy` for a join refused under load, with the retry hint.
+    pub fn busy(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        ServerMessage::Error {
+            code: ErrorCode::ServerBusy,
+            message: message.into(),
+            retry_after_ms: Some(u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }
@@ -358,8 +399,12 @@ pub enum ErrorCode {
     Internal,
     /// No `join` within the join timeout after the socket opened; the socket closes next.
     JoinTimeout,
-    /// The server or your address has too many connections (HTTP 503 before the upgrade).
+    /// The server or your address has too many connections (HTTP 503 before the upgrade),
+    /// or a join was refused because the node is at its participant cap or saturated (an
+    /// `error` with `retry_after_ms`).
     ServerBusy,
+    /// The resume token is invalid or expired, or the participant is gone: join afresh.
+    ResumeFailed,
 }
 
 impl ErrorCode {
@@ -385,6 +430,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::JoinTimeout => "join_timeout",
             ErrorCode::ServerBusy => "server_busy",
+            ErrorCode::ResumeFailed => "resume_failed",
         }
     }
 }
@@ -434,6 +480,7 @@ const KNOWN_TYPES: &[&str] = &[
     "mute_participant",
     "end_consult",
     "leave",
+    "ice_restart",
 ];
 
 /// Parses and validates one text frame from a client.
@@ -473,10 +520,17 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ProtocolError> 
 fn validate(message: &ClientMessage) -> Result<(), String> {
     match message {
         ClientMessage::Join {
+            resume: Some(token),
+            ..
+        } if token.is_empty() || token.len() > MAX_INVITE_BYTES => {
+            Err(format!("resume must be 1 to {MAX_INVITE_BYTES} bytes"))
+        }
+        ClientMessage::Join {
             invite: Some(invite),
             room: None,
             name: None,
             role: None,
+            ..
         } => {
             if invite.is_empty() || invite.len() > MAX_INVITE_BYTES {
                 return Err(format!("invite must be 1 to {MAX_INVITE_BYTES} bytes"));
@@ -491,6 +545,7 @@ fn validate(message: &ClientMessage) -> Result<(), String> {
             room: Some(room),
             name: Some(name),
             role: Some(_),
+            ..
         } => {
             validate_room(room)?;
             let name = name.trim();
@@ -538,6 +593,7 @@ fn validate(message: &ClientMessage) -> Result<(), String> {
         | ClientMessage::Remove { .. }
         | ClientMessage::MuteParticipant { .. }
         | ClientMessage::EndConsult
+        | ClientMessage::IceRestart
         | ClientMessage::Leave => Ok(()),
     }
 }

@@ -10,8 +10,20 @@ fn parses_valid_messages() {
                 room: Some("consult-42".into()),
                 name: Some("Dr Lan".into()),
                 role: Some(Role::Specialist),
+                resume: None,
             },
         ),
+        (
+            r#"{"v":1,"type":"join","invite":"eyJ.a.b","resume":"cDox.c2ln"}"#,
+            ClientMessage::Join {
+                invite: Some("eyJ.a.b".into()),
+                room: None,
+                name: None,
+                role: None,
+                resume: Some("cDox.c2ln".into()),
+            },
+        ),
+        (r#"{"v":1,"type":"ice_restart"}"#, ClientMessage::IceRestart),
         (
             r#"{"v":1,"type":"join","invite":"eyJ.a.b"}"#,
             ClientMessage::Join {
@@ -19,6 +31,7 @@ fn parses_valid_messages() {
                 room: None,
                 name: None,
                 role: None,
+                resume: None,
             },
         ),
         (
@@ -100,6 +113,14 @@ fn rejects_bad_input_with_the_right_code() {
             ErrorCode::InvalidMessage,
         ),
         (r#"{"v":1,"type":"join"}"#, ErrorCode::InvalidMessage),
+        (
+            r#"{"v":1,"type":"join","invite":"eyJ.a.b","resume":""}"#,
+            ErrorCode::InvalidMessage,
+        ),
+        (
+            r#"{"v":1,"type":"join","resume":"cDox.c2ln"}"#,
+            ErrorCode::InvalidMessage,
+        ),
         (
             r#"{"v":1,"type":"join","invite":""}"#,
             ErrorCode::InvalidMessage,
@@ -197,6 +218,8 @@ fn joined_carries_ice_servers_only_when_there_are_some() {
         },
         participants: Vec::new(),
         video_layers: Vec::new(),
+        resume_token: None,
+        resumed: false,
     };
     let ice = [
         IceServer {

@@ -1,0 +1,137 @@
+//! Riding through dropped connections: a participant whose signaling or media dropped keeps
+//! its place for the reconnect grace period, the others see it as reconnecting (not a leave and
+//! a join), and a client that comes back with its resume token continues as the same
+//! participant, with its publications and subscriptions as the server holds them.
+
+use std::time::{Instant, SystemTime};
+
+use signaling::{JoinError, ServerMessage};
+use tokio::sync::{mpsc, oneshot};
+use tracing::info;
+
+use super::participant::{track_kind, Forwarding, Participant, SubscriptionState};
+use super::Room;
+use crate::ids::ParticipantId;
+
+impl Room {
+    /// Moves participant `id` onto a new signaling connection and brings its client up to date:
+    /// `joined` (resumed), the offer it may have missed, its subscriptions, and (once the
+    /// allocator runs) each video subscription's layer.
+    pub(super) fn resume(
+        &mut self,
+        id: ParticipantId,
+        session: u64,
+        outbox: mpsc::Sender<ServerMessage>,
+        kick: oneshot::Sender<()>,
+    ) -> Result<(), JoinError> {
+        let Some(i) = self.index(id) else {
+            return Err(JoinError::ResumeFailed(
+                "the reconnect grace period is over".into(),
+            ));
+        };
+        let now = Instant::now();
+        let token = self
+            .plane
+            .resume_keys
+            .issue(&self.id.0, id.0, SystemTime::now());
+        let others = self
+            .participants
+            .iter()
+            .filter(|p| p.id != id)
+            .map(Participant::info)
+            .collect();
+        let p = &mut self.participants[i];
+        // Dropping the old kick sender closes the old connection, if it still lingers: the
+        // participant is never on two connections.
+        p._kick = kick;
+        p.outbox = outbox;
+        p.session = session;
+        p.signal_lost_at = None;
+        p.resume_refresh_at = now + crate::resume::REFRESH;
+        p.send(ServerMessage::Joined {
+            participant_id: id.to_string(),
+            room: self.id.0.clone(),
+            title: self.title.clone(),
+            you: p.info(),
+            participants: others,
+            video_layers: self.plane.video_layers.clone(),
+            resume_token: Some(token),
+            resumed: true,
+        });
+        if p.pending_offer.is_some() {
+            if let Some(sdp) = p.offer_sdp.clone() {
+                p.send(ServerMessage::Offer { sdp });
+            }
+        }
+        for s in &mut p.subscriptions {
+            let mid = match s.state {
+                SubscriptionState::Open(m) | SubscriptionState::Negotiating(m) => m,
+                _ => continue,
+            };
+            // The client may have missed layer changes: the next allocation says it again.
+            s.reported = None;
+            let message = ServerMessage::TrackPublished {
+                participant_id: s.track.publisher.to_string(),
+                track_id: s.track.to_string(),
+                kind: track_kind(s.kind),
+                source: s.source,
+                mid: mid.to_string(),
+            };
+            let _ = p.outbox.try_send(message);
+        }
+        info!(participant = %id, "resumed");
+        self.plane.metrics.resumes.inc();
+        if super::permission::may(p.role, super::permission::Action::Admit) {
+            self.send_lobby_to(i);
+        }
+        self.announce_reconnecting();
+        Ok(())
+    }
+
+    /// Tells everyone whose participants started or stopped reconnecting.
+    pub(super) fn announce_reconnecting(&mut self) {
+        for i in 0..self.participants.len() {
+            let p = &self.participants[i];
+            let now_reconnecting = p.lost_since().is_some();
+            if now_reconnecting == p.reconnecting {
+                continue;
+            }
+            let id = p.id;
+            self.participants[i].reconnecting = now_reconnecting;
+            info!(participant = %id, reconnecting = now_reconnecting, "connection state");
+            for other in self.participants.iter().filter(|o| o.id != id) {
+                other.send(ServerMessage::ParticipantReconnecting {
+                    participant_id: id.to_string(),
+                    reconnecting: now_reconnecting,
+                });
+            }
+        }
+    }
+
+    /// Tokens are short-lived; connected participants get a fresh one before theirs expires.
+    pub(super) fn refresh_resume_tokens(&mut self, now: Instant) {
+        for p in &mut self.participants {
+            if now < p.resume_refresh_at || p.signal_lost_at.is_some() {
+                continue;
+            }
+            p.resume_refresh_at = now + crate::resume::REFRESH;
+            let token = self
+                .plane
+                .resume_keys
+                .issue(&self.id.0, p.id.0, SystemTime::now());
+            p.send(ServerMessage::ResumeToken {
+                resume_token: token,
+            });
+        }
+    }
+}
+
+/// After media came back from an outage, video restarts from a keyframe: what was sent during
+/// the outage is lost, and a decoder fed deltas without their references shows garbage.
+pub(super) fn restart_video(p: &mut Participant) {
+    for s in &mut p.subscriptions {
+        if let Forwarding::Video(f) = &mut s.forwarding {
+            f.restart();
+        }
+    }
+}
