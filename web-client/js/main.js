@@ -344,6 +344,7 @@ function onMessage(session, msg) {
       }
       session.joined = true;
       app.waiting = false;
+      if (ui.noticeCode('info') === 'notice.server_busy') ui.setNotice('info', null);
       app.participantId = msg.participant_id;
       if (msg.you) learnIdentity({ ...msg.you, title: msg.title, room: msg.room });
       else if (msg.title) learnIdentity({ title: msg.title });
@@ -413,7 +414,7 @@ function onMessage(session, msg) {
   }
 }
 
-function onServerError(session, { code, message }) {
+function onServerError(session, { code, message, retry_after_ms: retryAfter }) {
   console.warn('server error', code, message);
   if (code === 'resume_failed') {
     // Our place is gone (the grace period passed): join afresh, with a new peer connection.
@@ -425,6 +426,18 @@ function onServerError(session, { code, message }) {
   const key = hasKey(`error.${code}`) ? `error.${code}` : 'error.generic';
   if (code === 'consult_ended') {
     closed('consult_ended');
+    return;
+  }
+  if (code === 'server_busy' && !session.joined) {
+    // Admission control: the node is full or saturated. Come back when it says, with jitter so
+    // everyone refused together does not return together.
+    const wait = Math.min(60_000, Math.max(1000, Number(retryAfter) || 5000)) * (0.8 + 0.4 * Math.random());
+    note(`server busy: retrying in ${Math.round(wait)} ms`);
+    endSession();
+    setState(app.waiting ? 'waiting' : 'joining');
+    ui.showScreen('call'); // where the notice is; a first-time patient must see why they wait
+    ui.setNotice('info', 'notice.server_busy', { seconds: Math.ceil(wait / 1000) });
+    app.timer = setTimeout(connect, wait);
     return;
   }
   if (code === 'server_restarting') {

@@ -144,6 +144,84 @@ test('unauthorized and consult_ended errors before joining', { timeout: 20_000 }
   }
 });
 
+test('server_busy: the client waits the hinted time and joins again by itself', { timeout: 20_000 }, async () => {
+  const page = await browser.newPage('busy');
+  const joins = [];
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    ws.onMessage((data) => {
+      const msg = JSON.parse(String(data));
+      if (msg.type !== 'join') return;
+      joins.push(performance.now());
+      if (joins.length === 1) {
+        ws.send(JSON.stringify({ v: 1, type: 'error', code: 'server_busy', message: 'busy', retry_after_ms: 1500 }));
+      } else {
+        ws.send(JSON.stringify({ v: 1, type: 'joined', participant_id: 'p2', room: 'c-1', title: 'T', you: you('p2', 'Chị Hoa', 'patient'), participants: [], video_layers: layers }));
+      }
+    });
+  });
+  await page.goto(`${server.baseUrl}/?invite=aaa.bbb.ccc&lang=en`);
+  await waitFor(() => joins.length >= 1, { timeoutMs: 5_000, what: 'the first join' });
+  await page.waitForSelector('#info-notice', { state: 'visible', timeout: 5_000 });
+  assert.match(await page.textContent('#info-notice'), /server is busy/);
+  await waitFor(() => joins.length >= 2, { timeoutMs: 8_000, what: 'the second join' });
+  const waited = joins[1] - joins[0];
+  assert.ok(waited >= 1100 && waited <= 2500, `rejoined after ${waited} ms (hint 1500 ms, jitter 0.8-1.2)`);
+  await page.waitForSelector('#info-notice', { state: 'hidden', timeout: 5_000 });
+  await waitFor(() => page.evaluate(() => window.consult.participantId === 'p2'), { timeoutMs: 5_000, what: 'joined' });
+  await page.close();
+});
+
+test('a dropped socket resumes as the same participant with the same peer connection; reconnecting tiles', { timeout: 30_000 }, async () => {
+  const page = await browser.newPage('resume');
+  const sockets = [];
+  const joins = [];
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    sockets.push(ws);
+    ws.onMessage((data) => {
+      const msg = JSON.parse(String(data));
+      if (msg.type !== 'join') return;
+      joins.push(msg);
+      const resumed = !!msg.resume;
+      ws.send(JSON.stringify({ v: 1, type: 'joined', participant_id: 'p2', room: 'c-1', title: 'T', you: you('p2', 'Chị Hoa', 'patient'),
+        participants: [you('p1', 'Phòng khám', 'clinic')], video_layers: layers, resume_token: resumed ? 'token-2' : 'token-1', resumed }));
+    });
+  });
+  await page.goto(`${server.baseUrl}/?invite=aaa.bbb.ccc&lang=en`);
+  await page.waitForSelector('#call-screen', { state: 'visible', timeout: 5_000 });
+  await page.evaluate(() => { window.__firstPc = window.consult.pc; });
+
+  // Another participant's connection drops: its tile says so, and stops saying so when back.
+  sockets[0].send(JSON.stringify({ v: 1, type: 'participant_reconnecting', participant_id: 'p1', reconnecting: true }));
+  await page.waitForSelector('[data-participant-id="p1"] .reconnecting', { state: 'visible', timeout: 5_000 });
+  assert.match(await page.textContent('[data-participant-id="p1"] .reconnecting'), /reconnecting/i);
+  assert.deepEqual(await page.evaluate(() => [...window.consult.reconnecting]), ['p1']);
+  sockets[0].send(JSON.stringify({ v: 1, type: 'participant_reconnecting', participant_id: 'p1', reconnecting: false }));
+  await page.waitForSelector('[data-participant-id="p1"] .reconnecting', { state: 'hidden', timeout: 5_000 });
+
+  // A fresh token replaces the first; then our own socket drops (the server's side closes it).
+  sockets[0].send(JSON.stringify({ v: 1, type: 'resume_token', resume_token: 'token-1b' }));
+  await new Promise((r) => setTimeout(r, 200));
+  await sockets[0].close({ code: 1006 });
+  await waitFor(() => joins.length >= 2, { timeoutMs: 8_000, what: 'the resume join' });
+  assert.equal(joins[1].resume, 'token-1b', 'resumes with the latest token');
+  assert.equal(joins[1].invite, 'aaa.bbb.ccc', 'and its invite, for a fresh join if the resume fails');
+  await waitFor(() => page.evaluate(() => window.consult.resumes === 1), { timeoutMs: 5_000, what: 'resumed' });
+  assert.equal(await page.evaluate(() => window.consult.pc === window.__firstPc), true, 'the same peer connection');
+  assert.equal(await page.evaluate(() => window.consult.participantId), 'p2');
+  assert.equal(await page.evaluate(() => window.consult.participants.size), 1, 'nobody twice');
+
+  // A resume the server refuses ends in a fresh join without `resume`.
+  joins.length = 0;
+  await sockets[1].close({ code: 1006 });
+  await waitFor(() => joins.length >= 1, { timeoutMs: 8_000, what: 'the second resume join' });
+  assert.equal(joins[0].resume, 'token-2');
+  sockets[2].send(JSON.stringify({ v: 1, type: 'error', code: 'resume_failed', message: 'grace over' }));
+  await waitFor(() => joins.length >= 2, { timeoutMs: 8_000, what: 'the fresh join' });
+  assert.equal(joins[1].resume, undefined);
+  assert.equal(joins[1].invite, 'aaa.bbb.ccc');
+  await page.close();
+});
+
 test('operator page against a scripted API', { timeout: 30_000 }, async () => {
   const page = await browser.newPage('operator');
   const requests = [];
