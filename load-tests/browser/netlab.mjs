@@ -239,3 +239,45 @@ export function concealment(a, b) {
   const samples = b.audio.samples - a.audio.samples;
   return samples > 0 ? (b.audio.concealed - b.audio.silent - (a.audio.concealed - a.audio.silent)) / samples : 1;
 }
+
+/**
+ * One sample of what a page receives, per remote participant (through `window.consult.tracks`,
+ * mid -> participant), plus the consult state the resume tests look at. Counters are summed
+ * over that participant's inbound streams; `pcId` tells peer connections apart (a fresh join
+ * builds a new one and its counters start again from zero). Added for resume.test.mjs.
+ */
+export async function sampleConsult(page) {
+  return page.evaluate(async () => {
+    const c = window.consult;
+    const out = {
+      state: c?.state ?? null,
+      self: c?.participantId ?? null,
+      participants: c?.participants ? [...c.participants].map(([id, p]) => [id, p?.name ?? null, p?.audio_muted ?? null]) : [],
+      reconnecting: c?.reconnecting ? [...c.reconnecting] : null,
+      resumes: c?.resumes ?? null,
+      pcState: c?.pcState ?? null,
+      pcId: null,
+      from: {},
+    };
+    const pc = c?.pc;
+    if (!pc) return out;
+    pc.__labId ??= Math.random().toString(36).slice(2, 8);
+    out.pcId = pc.__labId;
+    const stats = await pc.getStats();
+    for (const s of stats.values()) {
+      if (s.type !== 'inbound-rtp') continue;
+      const who = c.tracks?.get(s.mid)?.participantId ?? `mid:${s.mid}`;
+      const e = (out.from[who] ??= { frames: 0, audio: 0, audioPackets: 0, videoPackets: 0 });
+      if (s.kind === 'video') {
+        e.frames += s.framesDecoded ?? 0;
+        e.videoPackets += s.packetsReceived ?? 0;
+      } else if (s.kind === 'audio') {
+        // Samples really received and decoded: concealment (made up while packets are missing)
+        // keeps totalSamplesReceived growing during an outage, so it is taken out.
+        e.audio += (s.totalSamplesReceived ?? 0) - (s.concealedSamples ?? 0);
+        e.audioPackets += s.packetsReceived ?? 0;
+      }
+    }
+    return out;
+  });
+}

@@ -31,6 +31,11 @@ const RESUME_WINDOW_MS = 35_000;
 // ICE_RESTART_RETRY_MS while it stays down).
 const ICE_STALL_MS = 2000;
 const ICE_RESTART_RETRY_MS = 5000;
+// Media that stops arriving while ICE still says `connected` (our address changed, a NAT
+// rebound): Chromium notices only after 5-7 s. Inbound RTP that stopped growing this long,
+// after it flowed, is the earlier sign.
+const RX_STALL_MS = 1000;
+const RX_POLL_MS = 300;
 // The weak-connection notice waits until the link has stayed poor this long: the server's
 // bandwidth estimate starts low for a few seconds after joining, even on a good link.
 const POOR_NOTICE_DELAY_MS = 10_000;
@@ -295,6 +300,7 @@ function endSession() {
   app.pcState = 'new';
   clearTimeout(app.iceTimer);
   app.iceTimer = null;
+  clearTimeout(s?.inboundTimer);
   // A socket closed without `leave` keeps our place on the server (a lost connection); we are
   // giving this participant up, so say so and nobody sees it reconnecting.
   if (s?.joined) s.sig?.send('leave');
@@ -507,6 +513,7 @@ function startCall(session, videoLayers, { screen = false, iceServers = [] } = {
   });
   session.call = call;
   attachChannel(session, call);
+  watchInbound(session);
   if (isObserver()) {
     call.publish(null, { receiveOnly: true });
     return;
@@ -694,12 +701,15 @@ function onPcState(state) {
  * Media stalled (a network change, an outage): ask the server for an ICE restart, and again
  * while it stays down. A restart that cannot help within the grace period ends in a fresh join.
  */
-function askIceRestart(session) {
+function askIceRestart(session, { evenIfConnected = false } = {}) {
   clearTimeout(app.iceTimer);
   app.iceTimer = null;
-  if (!session || app.session !== session || app.pcState === 'connected') return;
+  if (!session || app.session !== session) return;
+  const stalled = session.inbound?.stalled;
+  if (app.pcState === 'connected' && !evenIfConnected && !stalled) return;
   if (session.iceLostAt == null) session.iceLostAt = performance.now();
-  if (performance.now() - session.iceLostAt > RESUME_WINDOW_MS) {
+  // ICE itself down past the server's grace period: our place is gone, join afresh.
+  if (app.pcState !== 'connected' && performance.now() - session.iceLostAt > RESUME_WINDOW_MS) {
     connectionLost(true);
     return;
   }
@@ -708,6 +718,43 @@ function askIceRestart(session) {
     note('-> ice_restart');
   }
   app.iceTimer = setTimeout(() => askIceRestart(session), ICE_RESTART_RETRY_MS);
+}
+
+/**
+ * Polls inbound RTP while the call lasts; asks for an ICE restart when it stopped growing for
+ * RX_STALL_MS after it had flowed (and media is not simply absent: nobody publishing).
+ */
+function watchInbound(session) {
+  const watch = { packets: 0, changedAt: performance.now(), flowed: false };
+  session.inbound = watch;
+  const tick = async () => {
+    if (app.session !== session || !session.call) return;
+    let packets = 0;
+    try {
+      const stats = await session.call.pc.getStats();
+      stats.forEach((s) => {
+        if (s.type === 'inbound-rtp') packets += s.packetsReceived ?? 0;
+      });
+    } catch {
+      return; // closed
+    }
+    const now = performance.now();
+    // Nothing to receive (alone, or the others publish nothing) is not a stall.
+    const expecting = app.remotes.tracks.size > 0;
+    if (packets !== watch.packets || !expecting) {
+      watch.flowed ||= watch.packets > 0 && packets !== watch.packets;
+      watch.packets = packets;
+      watch.changedAt = now;
+      if (watch.stalled && app.pcState === 'connected') session.iceLostAt = null;
+      watch.stalled = false;
+    } else if (watch.flowed && !watch.stalled && now - watch.changedAt >= RX_STALL_MS) {
+      watch.stalled = true;
+      note(`no media for ${Math.round(now - watch.changedAt)} ms`);
+      askIceRestart(session, { evenIfConnected: true });
+    }
+    session.inboundTimer = setTimeout(tick, RX_POLL_MS);
+  };
+  session.inboundTimer = setTimeout(tick, RX_POLL_MS);
 }
 
 /** Back on a new socket as the same participant: the peer connection and media went on. */
@@ -723,12 +770,18 @@ function resumed(session, msg) {
   }
   ui.setNotice('error', null);
   sendPreference(session);
-  if (app.pcState !== 'connected') askIceRestart(session);
+  // Media may have died with the socket (an address change) while ICE still says connected,
+  // and Chromium takes 5-7 s to notice: after a socket that broke (1006) restart ICE at once.
+  // A restart costs no media when the old path still works (the old pair carries it until the
+  // new one is up).
+  const broken = session.lostCode === 1006;
+  if (app.pcState !== 'connected' || session.inbound?.stalled || broken) askIceRestart(session, { evenIfConnected: true });
   setState('connected');
 }
 
 function onSignalingClosed(session, { wasOpen, code }) {
   note(`ws closed code=${code} open=${wasOpen}`);
+  session.lostCode = code;
   if (app.closedReason) return;
   if (session.joined && session.call && app.resumeToken) {
     resumeLater(session);
@@ -751,9 +804,11 @@ function resumeLater(session) {
   }
   ui.setStatus('status.reconnecting', 'warn');
   clearTimeout(app.timer);
+  // The first try at once (jittered): a phone that changed networks is usually reachable again.
+  const delay = app.retries === 1 ? 100 + 200 * Math.random() : reconnectDelay(app.retries - 1);
   app.timer = setTimeout(() => {
     if (app.session === session) openSignaling(session, app.resumeToken);
-  }, reconnectDelay(app.retries));
+  }, delay);
 }
 
 /** Delay before reconnect attempt `n` (1-based): exponential, capped, with jitter. Pure. */

@@ -7,10 +7,12 @@
 
 pub mod cli;
 pub mod link;
+pub mod nat;
 pub mod profile;
 pub mod rng;
 pub mod stats;
 
 pub use link::{Link, Verdict};
+pub use nat::{Nat, NatConfig, NatDrop};
 pub use profile::{Burst, Dir, LinkParams, Profile, ProfileError, Timeline, TimelineCursor};
 pub use rng::{RngLike, SplitMix64};

@@ -1,6 +1,7 @@
 //! The model of one direction of the emulated link.
 //!
-//! A packet entering at `now` goes through, in order:
+//! A packet entering at `now` goes through, in order (unless the link is down, `outage`: then
+//! it is lost at once, [`Verdict::DropLoss`]):
 //! 1. the rate limiter: a FIFO serializer at `rate_kbps`. If the packet would have to wait longer
 //!    than `queue` before its first bit is sent, it is tail-dropped ([`Verdict::DropQueue`]);
 //! 2. the lossy channel: independent random loss `loss_pct`, plus, if configured, Gilbert-Elliott
@@ -93,6 +94,11 @@ impl Link {
 
     pub fn on_packet(&mut self, now: Instant, len: usize, rng: &mut impl RngLike) -> Verdict {
         let p = &self.params;
+
+        // 0. Link down: lost at the entrance; it takes no share of the rate and draws nothing.
+        if p.outage {
+            return Verdict::DropLoss;
+        }
 
         // 1. Rate limiter with a bounded queue.
         let (tx_done, queue_delay) = if p.rate_kbps > 0.0 {

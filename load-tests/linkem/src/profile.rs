@@ -17,10 +17,25 @@
 //! [[schedule]]             # both directions unless `direction` is given
 //! at_s = 10
 //! rate_kbps = 250
+//! [[schedule]]
+//! at_s = 20
+//! outage = true            # every packet lost (the other settings are kept for later)
+//! [[schedule]]
+//! at_s = 24
+//! outage = false
+//! [nat]                    # optional: NAT the weak side (see `nat.rs`)
+//! external = ["203.0.113.1", "203.0.113.5"]
+//! [[schedule]]
+//! at_s = 30
+//! nat_rebind = true        # new external address/port for every flow
+//! [[schedule]]
+//! at_s = 50
+//! addr_b = "203.0.113.10"  # the weak side's own address changes (its old one is removed)
 //! ```
 //!
 //! Unknown keys are errors, so a typo never silently turns into "no shaping".
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
@@ -92,6 +107,9 @@ pub struct LinkParams {
     /// Independent random loss, percent.
     pub loss_pct: f64,
     pub burst: Option<Burst>,
+    /// Link down: every packet is lost (counted as loss) before the rate limiter, whatever the
+    /// other settings say; they apply again when the outage ends.
+    pub outage: bool,
 }
 
 impl Default for LinkParams {
@@ -104,6 +122,7 @@ impl Default for LinkParams {
             jitter: Duration::ZERO,
             loss_pct: 0.0,
             burst: None,
+            outage: false,
         }
     }
 }
@@ -133,6 +152,9 @@ impl std::fmt::Display for LinkParams {
                 " burst(g->b={} b->g={} loss_in_bad={}%)",
                 b.p_good_to_bad, b.p_bad_to_good, b.loss_in_bad_pct
             )?;
+        }
+        if self.outage {
+            write!(f, " OUTAGE (all packets lost)")?;
         }
         Ok(())
     }
@@ -166,6 +188,7 @@ pub struct ParamsPatch {
     pub loss_pct: Option<f64>,
     /// `Some(None)` switches bursty loss off.
     pub burst: Option<Option<Burst>>,
+    pub outage: Option<bool>,
 }
 
 impl ParamsPatch {
@@ -188,6 +211,9 @@ impl ParamsPatch {
         if let Some(v) = self.burst {
             p.burst = v;
         }
+        if let Some(v) = self.outage {
+            p.outage = v;
+        }
     }
 }
 
@@ -198,7 +224,16 @@ pub struct Change {
     pub at: Duration,
     pub target: Target,
     pub patch: ParamsPatch,
+    /// Change every NAT binding at this moment (needs a `[nat]` section; both directions).
+    pub nat_rebind: bool,
+    /// Move the weak side (ns-b) to this address: it is added, the old one removed, and both
+    /// namespaces get routes so they still reach each other.
+    pub addr_b: Option<Ipv4Addr>,
 }
+
+/// Defaults of the `[nat]` section's port range.
+pub const NAT_PORT_MIN: u16 = 20_000;
+pub const NAT_PORT_MAX: u16 = 60_999;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Profile {
@@ -207,6 +242,8 @@ pub struct Profile {
     pub uplink: LinkParams,
     /// Sorted by `at` (stable: entries with equal times keep file order).
     pub schedule: Vec<Change>,
+    /// NAT of the weak side, if the profile has a `[nat]` section.
+    pub nat: Option<crate::nat::NatConfig>,
 }
 
 // ---- raw serde shapes -------------------------------------------------------------------------
@@ -219,6 +256,15 @@ struct RawProfile {
     uplink: Option<RawDir>,
     #[serde(default)]
     schedule: Vec<RawChange>,
+    nat: Option<RawNat>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNat {
+    external: Vec<String>,
+    port_min: Option<u16>,
+    port_max: Option<u16>,
 }
 
 #[derive(Deserialize)]
@@ -253,6 +299,9 @@ struct RawChange {
     burst: Option<RawBurst>,
     /// `burst_off = true` switches Gilbert-Elliott loss off.
     burst_off: Option<bool>,
+    outage: Option<bool>,
+    nat_rebind: Option<bool>,
+    addr_b: Option<String>,
 }
 
 // ---- validation -------------------------------------------------------------------------------
@@ -330,12 +379,13 @@ impl Checker<'_> {
                 .as_ref()
                 .map(|b| self.burst(&format!("{at}.burst"), b).map(Some))
                 .transpose()?,
+            outage: None,
         };
         patch.apply(&mut p);
         Ok(p)
     }
 
-    fn change(&self, i: usize, raw: &RawChange) -> Result<Change, ProfileError> {
+    fn change(&self, i: usize, raw: &RawChange, has_nat: bool) -> Result<Change, ProfileError> {
         let at = format!("schedule[{i}]");
         let at_s = self.range(&format!("{at}.at_s"), raw.at_s, 0.0, 1e7)?;
         if raw.burst.is_some() && raw.burst_off == Some(true) {
@@ -353,14 +403,68 @@ impl Checker<'_> {
             jitter: self.opt_ms(&format!("{at}.jitter_ms"), raw.jitter_ms)?,
             loss_pct: self.opt_range(&format!("{at}.loss_pct"), raw.loss_pct, 0.0, 100.0)?,
             burst,
+            outage: raw.outage,
         };
-        if patch == ParamsPatch::default() {
+        let nat_rebind = match raw.nat_rebind {
+            Some(false) => {
+                return Err(self.err(format!(
+                    "{at}: `nat_rebind = false` does nothing; leave it out"
+                )))
+            }
+            Some(true) if !has_nat => {
+                return Err(self.err(format!("{at}: `nat_rebind` needs a [nat] section")))
+            }
+            Some(true) => true,
+            None => false,
+        };
+        let addr_b = match &raw.addr_b {
+            Some(a) => {
+                let ip: Ipv4Addr = a
+                    .parse()
+                    .map_err(|_| self.err(format!("{at}.addr_b {a:?} is not an IPv4 address")))?;
+                crate::cli::check_addr(&format!("{at}.addr_b"), ip).map_err(|e| self.err(e.0))?;
+                Some(ip)
+            }
+            None => None,
+        };
+        if patch == ParamsPatch::default() && !nat_rebind && addr_b.is_none() {
             return Err(self.err(format!("{at} (at_s = {at_s}) changes nothing")));
         }
         Ok(Change {
             at: Duration::from_secs_f64(at_s),
             target: raw.direction.unwrap_or(Target::Both),
             patch,
+            nat_rebind,
+            addr_b,
+        })
+    }
+
+    fn nat(&self, raw: &RawNat) -> Result<crate::nat::NatConfig, ProfileError> {
+        if raw.external.is_empty() {
+            return Err(self.err("nat.external needs at least one address".into()));
+        }
+        let mut addrs = Vec::new();
+        for (i, a) in raw.external.iter().enumerate() {
+            let ip: Ipv4Addr = a
+                .parse()
+                .map_err(|_| self.err(format!("nat.external[{i}] {a:?} is not an IPv4 address")))?;
+            crate::cli::check_addr(&format!("nat.external[{i}]"), ip).map_err(|e| self.err(e.0))?;
+            if addrs.contains(&ip) {
+                return Err(self.err(format!("nat.external[{i}] {ip} is listed twice")));
+            }
+            addrs.push(ip);
+        }
+        let port_min = raw.port_min.unwrap_or(NAT_PORT_MIN);
+        let port_max = raw.port_max.unwrap_or(NAT_PORT_MAX);
+        if port_min == 0 || port_min > port_max {
+            return Err(self.err(format!(
+                "nat ports: need 1 <= port_min <= port_max, got {port_min}..{port_max}"
+            )));
+        }
+        Ok(crate::nat::NatConfig {
+            addrs,
+            port_min,
+            port_max,
         })
     }
 }
@@ -381,11 +485,12 @@ impl Profile {
         });
         let downlink = c.dir("downlink", raw.downlink.as_ref())?;
         let uplink = c.dir("uplink", raw.uplink.as_ref())?;
+        let nat = raw.nat.as_ref().map(|n| c.nat(n)).transpose()?;
         let mut schedule = raw
             .schedule
             .iter()
             .enumerate()
-            .map(|(i, r)| c.change(i, r))
+            .map(|(i, r)| c.change(i, r, nat.is_some()))
             .collect::<Result<Vec<_>, _>>()?;
         schedule.sort_by_key(|ch| ch.at); // stable
         Ok(Profile {
@@ -393,6 +498,7 @@ impl Profile {
             downlink,
             uplink,
             schedule,
+            nat,
         })
     }
 
@@ -412,11 +518,33 @@ impl Profile {
         }
     }
 
+    /// When the NAT's bindings change, in order: the NAT generation at `elapsed` is the number
+    /// of entries `<= elapsed`.
+    pub fn nat_rebinds(&self) -> Vec<Duration> {
+        self.schedule
+            .iter()
+            .filter(|c| c.nat_rebind)
+            .map(|c| c.at)
+            .collect()
+    }
+
+    /// When the weak side's address changes, and to what, in order.
+    pub fn addr_b_changes(&self) -> Vec<(Duration, Ipv4Addr)> {
+        self.schedule
+            .iter()
+            .filter_map(|c| c.addr_b.map(|a| (c.at, a)))
+            .collect()
+    }
+
     /// The full parameter set of one direction over time.
     pub fn timeline(&self, dir: Dir) -> Timeline {
         let mut cur = self.base(dir).clone();
         let mut steps = vec![(Duration::ZERO, cur.clone())];
-        for ch in self.schedule.iter().filter(|c| c.target.applies_to(dir)) {
+        for ch in self
+            .schedule
+            .iter()
+            .filter(|c| c.target.applies_to(dir) && c.patch != ParamsPatch::default())
+        {
             ch.patch.apply(&mut cur);
             match steps.last_mut() {
                 // Several changes at the same instant (or at 0) collapse into one step.

@@ -17,6 +17,9 @@ pub struct Counters {
     pub dropped_queue: u64,
     /// Packets that could not be written to the destination device.
     pub write_errors: u64,
+    /// Packets the NAT dropped before the link model (no binding, unsupported protocol).
+    /// Not part of the CSV rows (their columns stay as they were); reported in the totals.
+    pub dropped_nat: u64,
     queue_delay_sum: Duration,
     queued: u64,
 }
@@ -57,6 +60,7 @@ impl Counters {
         self.dropped_loss += o.dropped_loss;
         self.dropped_queue += o.dropped_queue;
         self.write_errors += o.write_errors;
+        self.dropped_nat += o.dropped_nat;
         self.queue_delay_sum += o.queue_delay_sum;
         self.queued += o.queued;
     }

@@ -226,3 +226,164 @@ fn never_deletes_a_namespace_it_did_not_create() {
         .success());
     let _ = std::fs::remove_file(prof);
 }
+
+#[test]
+fn nat_rebind_changes_the_source_the_server_sees_and_outage_drops_everything() {
+    if !can_run() {
+        return;
+    }
+    let (a, b) = names("n");
+    let prof = profile(
+        "n",
+        "[uplink]\ndelay_ms = 5\n[nat]\nexternal = [\"203.0.113.9\", \"203.0.113.13\"]\n\
+         [[schedule]]\nat_s = 1.5\nnat_rebind = true\n\
+         [[schedule]]\nat_s = 2.5\noutage = true\n[[schedule]]\nat_s = 3.0\noutage = false\n",
+    );
+    let mut child = spawn(&[
+        "--profile",
+        prof.to_str().unwrap(),
+        "--ns-a",
+        &a,
+        "--ns-b",
+        &b,
+        "--duration",
+        "5",
+    ]);
+    wait_ready(&mut child);
+    let t0 = Instant::now();
+    let at = |s: f64| {
+        let due = t0 + Duration::from_secs_f64(s);
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+    };
+    let server = in_ns(&a, || UdpSocket::bind("198.51.100.1:4000").unwrap());
+    let client = in_ns(&b, || UdpSocket::bind("198.51.100.2:5000").unwrap());
+    for s in [&server, &client] {
+        s.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+    }
+    let mut buf = [0u8; 64];
+    // Returns where the server saw the datagram come from, or None if it never arrived.
+    let mut send = |msg: &[u8]| {
+        client.send_to(msg, "198.51.100.1:4000").unwrap();
+        server.recv_from(&mut buf).ok().map(|(n, from)| {
+            assert_eq!(&buf[..n], msg);
+            from
+        })
+    };
+
+    at(0.2);
+    let first = send(b"one").expect("first datagram");
+    assert_eq!(
+        first.ip().to_string(),
+        "203.0.113.9",
+        "server sees the NAT's address"
+    );
+    server.send_to(b"r1", first).unwrap();
+    let mut rbuf = [0u8; 16];
+    assert_eq!(
+        client.recv(&mut rbuf).unwrap(),
+        2,
+        "reply through the binding"
+    );
+
+    at(1.8);
+    let second = send(b"two").expect("datagram after the rebind");
+    assert_eq!(
+        second.ip().to_string(),
+        "203.0.113.13",
+        "new address after the rebind"
+    );
+    assert_ne!(second.port(), first.port(), "new port after the rebind");
+    server.send_to(b"old", first).unwrap();
+    server.send_to(b"new", second).unwrap();
+    let n = client.recv(&mut rbuf).unwrap();
+    assert_eq!(
+        &rbuf[..n],
+        b"new",
+        "the old binding is gone, the new one works"
+    );
+
+    at(2.6);
+    assert_eq!(send(b"three"), None, "nothing passes during the outage");
+    at(3.2);
+    assert_eq!(send(b"four"), Some(second), "same binding after the outage");
+
+    assert!(child.wait().unwrap().success());
+    assert!(!ns_exists(&a) && !ns_exists(&b));
+    let _ = std::fs::remove_file(prof);
+}
+
+#[test]
+fn addr_b_moves_the_weak_side_to_a_new_address() {
+    if !can_run() {
+        return;
+    }
+    let (a, b) = names("m");
+    let prof = profile("m", "[[schedule]]\nat_s = 1.0\naddr_b = \"203.0.113.10\"\n");
+    let mut child = spawn(&[
+        "--profile",
+        prof.to_str().unwrap(),
+        "--ns-a",
+        &a,
+        "--ns-b",
+        &b,
+        "--duration",
+        "4",
+    ]);
+    wait_ready(&mut child);
+    let t0 = Instant::now();
+    let server = in_ns(&a, || UdpSocket::bind("198.51.100.1:4000").unwrap());
+    server
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    // Unbound client sockets: the kernel picks the source address, as Chromium's do for TCP.
+    let ping = |ns: &str| {
+        let c = in_ns(ns, || UdpSocket::bind("0.0.0.0:0").unwrap());
+        c.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        c.send_to(b"hi", "198.51.100.1:4000").unwrap();
+        let mut buf = [0u8; 16];
+        let (_, from) = server.recv_from(&mut buf).unwrap();
+        server.send_to(b"ok", from).unwrap();
+        assert_eq!(c.recv(&mut buf).unwrap(), 2, "reply reaches the client");
+        from.ip().to_string()
+    };
+    assert_eq!(ping(&b), "198.51.100.2");
+    let old = in_ns(&b, || UdpSocket::bind("198.51.100.2:5000").unwrap());
+    // A TCP connection from the old address, established before the move.
+    let listener = in_ns(&a, || {
+        std::net::TcpListener::bind("198.51.100.1:4001").unwrap()
+    });
+    let mut tcp = in_ns(&b, || {
+        std::net::TcpStream::connect("198.51.100.1:4001").unwrap()
+    });
+    let _accepted = listener.accept().unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+
+    std::thread::sleep(
+        (t0 + Duration::from_millis(1300)).saturating_duration_since(Instant::now()),
+    );
+    assert_eq!(ping(&b), "203.0.113.10", "the server sees the new address");
+    // The old address is gone: a socket bound to it can no longer send, and the TCP
+    // connection from it was aborted (as a phone does when its Wi-Fi goes away).
+    assert!(old.send_to(b"x", "198.51.100.1:4000").is_err());
+    let mut byte = [0u8; 1];
+    let err = std::io::Read::read(&mut tcp, &mut byte).expect_err("aborted connection");
+    assert_eq!(err.raw_os_error(), Some(libc::ECONNABORTED), "{err}");
+    let addrs = String::from_utf8(
+        Command::new("ip")
+            .args(["-n", &b, "-4", "-o", "addr", "show", "dev", "linkem0"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        addrs.contains("203.0.113.10/32") && !addrs.contains("198.51.100.2"),
+        "{addrs}"
+    );
+
+    assert!(child.wait().unwrap().success());
+    assert!(!ns_exists(&a) && !ns_exists(&b));
+    let _ = std::fs::remove_file(prof);
+}

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use linkem::stats::Counters;
-use linkem::{Dir, Link, SplitMix64, Timeline};
+use linkem::{Dir, Link, Nat, NatDrop, SplitMix64, Timeline};
 
 /// Longest a thread sleeps before re-checking the stop flag.
 const MAX_WAIT: Duration = Duration::from_millis(50);
@@ -27,6 +27,42 @@ pub struct Direction {
     pub start: Instant,
     pub stop: Arc<AtomicBool>,
     pub csv: Option<Arc<Mutex<Box<dyn Write + Send>>>>,
+    pub nat: Option<NatHook>,
+}
+
+/// The weak side's NAT, shared by both directions: the uplink translates sources, the downlink
+/// destinations. `rebinds` are the schedule's `nat_rebind` times.
+pub struct NatHook {
+    pub nat: Arc<Mutex<Nat>>,
+    pub rebinds: Vec<Duration>,
+}
+
+impl NatHook {
+    /// Applies the rebinds due at `elapsed` (once, whichever thread comes first) and returns
+    /// the generation now in force.
+    fn sync(&self, elapsed: Duration, name: &str, seen: &mut u32) {
+        let due = self.rebinds.partition_point(|t| *t <= elapsed) as u32;
+        if due == *seen {
+            return;
+        }
+        let mut nat = self.nat.lock().unwrap_or_else(|p| p.into_inner());
+        if nat.sync_generation(due) {
+            eprintln!(
+                "linkem: t={:.1}s {name}: NAT rebind #{due}: external address now {}, old bindings dropped",
+                elapsed.as_secs_f64(),
+                nat.external_addr()
+            );
+        }
+        *seen = due;
+    }
+
+    fn translate(&self, dir: Dir, pkt: &mut [u8]) -> Result<(), NatDrop> {
+        let mut nat = self.nat.lock().unwrap_or_else(|p| p.into_inner());
+        match dir {
+            Dir::Uplink => nat.outbound(pkt),
+            Dir::Downlink => nat.inbound(pkt),
+        }
+    }
 }
 
 enum Read {
@@ -93,6 +129,7 @@ pub fn run(d: Direction) -> Counters {
     let mut second = Counters::default();
     let mut next_log_s: u64 = 1;
     let mut warned_write = false;
+    let mut nat_generation = 0u32;
 
     loop {
         if d.stop.load(Ordering::Relaxed) {
@@ -118,6 +155,9 @@ pub fn run(d: Direction) -> Counters {
             eprintln!("linkem: t={:.1}s {name}: {p}", elapsed.as_secs_f64());
             link.set_params(p.clone());
         }
+        if let Some(nat) = &d.nat {
+            nat.sync(elapsed, name, &mut nat_generation);
+        }
 
         // Send everything that is due (departures are non-decreasing: a FIFO suffices).
         while held.front().is_some_and(|(at, _)| *at <= now) {
@@ -142,6 +182,13 @@ pub fn run(d: Direction) -> Counters {
         if let Some(t) = cursor.next_at() {
             wake = wake.min(d.start + t);
         }
+        if let Some(t) = d
+            .nat
+            .as_ref()
+            .and_then(|n| n.rebinds.get(nat_generation as usize))
+        {
+            wake = wake.min(d.start + *t);
+        }
         if d.csv.is_some() {
             wake = wake.min(d.start + Duration::from_secs(next_log_s));
         }
@@ -159,6 +206,12 @@ pub fn run(d: Direction) -> Counters {
                     break;
                 }
             };
+            if let Some(nat) = &d.nat {
+                if nat.translate(d.dir, &mut buf[..len]).is_err() {
+                    second.dropped_nat += 1;
+                    continue;
+                }
+            }
             let now = Instant::now();
             let mut v = link.on_packet(now, len, &mut rng);
             if held.len() >= MAX_HELD && v.departure().is_some() {

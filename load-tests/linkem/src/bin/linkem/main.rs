@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use linkem::cli::{Args, Command, TUN_NAME, USAGE};
 use linkem::stats::{Counters, CSV_HEADER};
-use linkem::{Dir, Profile};
+use linkem::{Dir, Nat, Profile};
 
 use netns::NetnsGuard;
 
@@ -109,6 +109,39 @@ fn run(args: Args) -> Result<()> {
     let tun_b = Arc::new(netns::open_tun_in(&args.ns_b, TUN_NAME)?);
     netns::configure(&args.ns_a, TUN_NAME, args.addr_a)?;
     netns::configure(&args.ns_b, TUN_NAME, args.addr_b)?;
+    for (at, addr) in profile.addr_b_changes() {
+        if addr == args.addr_a
+            || profile
+                .nat
+                .as_ref()
+                .is_some_and(|n| n.addrs.contains(&addr))
+        {
+            bail!("schedule at {at:?}: addr_b {addr} is already used by ns-a or the NAT");
+        }
+    }
+    if let Some(nat) = &profile.nat {
+        // The server side reaches the NAT's external addresses through the emulated link. The
+        // routes go away with the TUN device when linkem exits.
+        for ext in &nat.addrs {
+            let same_30 = |x: std::net::Ipv4Addr| u32::from(x) & !3 == u32::from(*ext) & !3;
+            if same_30(args.addr_a) || same_30(args.addr_b) {
+                bail!(
+                    "NAT external address {ext} is inside the link's /30 ({}/{}): use another /30",
+                    args.addr_a,
+                    args.addr_b
+                );
+            }
+            netns::ip(&[
+                "-n",
+                &args.ns_a,
+                "route",
+                "add",
+                &format!("{ext}/32"),
+                "dev",
+                TUN_NAME,
+            ])?;
+        }
+    }
     check_signal()?;
 
     eprintln!(
@@ -119,12 +152,25 @@ fn run(args: Args) -> Result<()> {
     for dir in [Dir::Downlink, Dir::Uplink] {
         eprintln!("linkem: {}: {}", dir.name(), profile.base(dir));
     }
-    for ch in &profile.schedule {
+    if let Some(nat) = &profile.nat {
         eprintln!(
-            "linkem: schedule at {:?} {:?}: {:?}",
-            ch.at, ch.target, ch.patch
+            "linkem: NAT on the b side: external {:?}, ports {}-{}",
+            nat.addrs, nat.port_min, nat.port_max
         );
     }
+    for ch in &profile.schedule {
+        eprintln!(
+            "linkem: schedule at {:?} {:?}: {:?}{}",
+            ch.at,
+            ch.target,
+            ch.patch,
+            if ch.nat_rebind { " + NAT rebind" } else { "" }
+        );
+    }
+    let nat = profile
+        .nat
+        .clone()
+        .map(|cfg| Arc::new(Mutex::new(Nat::new(cfg))));
 
     let stop = Arc::new(AtomicBool::new(false));
     let start = Instant::now();
@@ -142,6 +188,10 @@ fn run(args: Args) -> Result<()> {
             start,
             stop: stop.clone(),
             csv: csv.clone(),
+            nat: nat.as_ref().map(|n| forward::NatHook {
+                nat: n.clone(),
+                rebinds: profile.nat_rebinds(),
+            }),
         };
         let h = std::thread::Builder::new()
             .name(dir.name().to_string())
@@ -155,7 +205,29 @@ fn run(args: Args) -> Result<()> {
 
     let deadline = args.duration.map(|d| start + d);
     let mut failed = false;
+    let mut moves = profile.addr_b_changes().into_iter().peekable();
+    let mut addr_b = AddrB {
+        addr: args.addr_b,
+        prefix: 30,
+    };
     loop {
+        while let Some((at, to)) = moves.next_if(|(at, _)| start.elapsed() >= *at) {
+            let from = addr_b.addr;
+            match move_b(&args, &mut addr_b, to) {
+                Ok(()) => eprintln!(
+                    "linkem: t={:.1}s b address {from} -> {to} (scheduled at {:.1}s)",
+                    start.elapsed().as_secs_f64(),
+                    at.as_secs_f64()
+                ),
+                Err(e) => {
+                    eprintln!("linkem: error: moving b to {to}: {e:#}");
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            break;
+        }
         if SIGNALLED.load(Ordering::SeqCst) {
             eprintln!("linkem: signal received, stopping");
             break;
@@ -191,9 +263,82 @@ fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// The weak side's current address and its prefix length on the TUN device.
+struct AddrB {
+    addr: std::net::Ipv4Addr,
+    prefix: u8,
+}
+
+/// The weak side changes networks: `to` is added to its TUN device, a host route keeps the
+/// server side's address reachable from it (and makes it the source address), ns-a gets a host
+/// route back, and the old address is removed, as when a phone's Wi-Fi interface goes away.
+/// Sockets bound to the old address stop working; TCP connections from it are aborted.
+fn move_b(args: &linkem::cli::Args, cur: &mut AddrB, to: std::net::Ipv4Addr) -> Result<()> {
+    let (a, b) = (args.ns_a.as_str(), args.ns_b.as_str());
+    let to_s = to.to_string();
+    let addr_a = args.addr_a.to_string();
+    netns::ip(&["-n", b, "addr", "add", &format!("{to}/32"), "dev", TUN_NAME])?;
+    netns::ip(&[
+        "-n",
+        b,
+        "route",
+        "replace",
+        &format!("{addr_a}/32"),
+        "dev",
+        TUN_NAME,
+        "src",
+        &to_s,
+    ])?;
+    netns::ip(&[
+        "-n",
+        a,
+        "route",
+        "replace",
+        &format!("{to}/32"),
+        "dev",
+        TUN_NAME,
+    ])?;
+    netns::ip(&[
+        "-n",
+        b,
+        "addr",
+        "del",
+        &format!("{}/{}", cur.addr, cur.prefix),
+        "dev",
+        TUN_NAME,
+    ])?;
+    if cur.prefix == 32 {
+        // Packets for the old address now go nowhere, as they would on the old network.
+        let _ = netns::ip(&["-n", a, "route", "del", &format!("{}/32", cur.addr)]);
+    }
+    // A phone aborts the TCP connections of a network that went away (Android destroys them
+    // with SOCK_DESTROY): so does this, with `ss -K`. Otherwise they would hang in
+    // retransmission until their timeouts. UDP sockets bound to the old address just fail.
+    if let Err(e) = netns::ip(&[
+        "netns",
+        "exec",
+        b,
+        "ss",
+        "-K",
+        "-t",
+        "src",
+        &cur.addr.to_string(),
+    ]) {
+        eprintln!(
+            "linkem: WARNING: could not abort TCP connections from {}: {e:#}",
+            cur.addr
+        );
+    }
+    *cur = AddrB {
+        addr: to,
+        prefix: 32,
+    };
+    Ok(())
+}
+
 fn report(dir: Dir, c: &Counters) {
     eprintln!(
-        "linkem: {} total: in {} pkts / {} B, out {} pkts / {} B, lost {}, queue-dropped {}, write errors {}",
+        "linkem: {} total: in {} pkts / {} B, out {} pkts / {} B, lost {}, queue-dropped {}, write errors {}, NAT-dropped {}",
         dir.name(),
         c.packets_in,
         c.bytes_in,
@@ -201,6 +346,7 @@ fn report(dir: Dir, c: &Counters) {
         c.bytes_out,
         c.dropped_loss,
         c.dropped_queue,
-        c.write_errors
+        c.write_errors,
+        c.dropped_nat
     );
 }
