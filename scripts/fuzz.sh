@@ -28,7 +28,7 @@ max_time=${FUZZ_MAX_TIME:-}
 note=${FUZZ_NOTE:-}
 
 targets=(signaling_message invite_token vp8_descriptor h264_keyframe red_primary data_channel
-  stun_ufrag rtc_datagram)
+  stun_ufrag rtc_datagram redis_reply)
 if [ "$target_arg" != all ]; then
   found=no
   for t in "${targets[@]}"; do [ "$t" = "$target_arg" ] && found=yes; done

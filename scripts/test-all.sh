@@ -18,6 +18,11 @@ command -v nft >/dev/null || need_apt+=(nftables)
 # test makes coturn's TLS certificate with the openssl CLI.
 command -v turnserver >/dev/null || need_apt+=(coturn)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# Cluster: tests/cluster.rs and load-tests/cluster.sh start redis-server.
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+# Store: tests/store_backends.rs runs the store tests against a PostgreSQL it starts itself
+# (initdb and pg_ctl from here; as root, as the package's `postgres` user).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "installing ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

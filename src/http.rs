@@ -55,10 +55,13 @@ pub fn router(
         .nest("/api/v1", crate::api::router(api))
         .merge(files)
         .layer(middleware::from_fn_with_state(
-            allowed_origins,
+            allowed_origins.clone(),
             crate::web_security::check_origin,
         ))
-        .layer(middleware::from_fn(crate::web_security::headers))
+        .layer(middleware::from_fn_with_state(
+            allowed_origins,
+            crate::web_security::headers,
+        ))
         .layer(middleware::from_fn(request_deadlines))
 }
 

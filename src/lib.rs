@@ -8,6 +8,7 @@
 pub mod adapt;
 pub mod admission;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod consult;
 pub mod demux;

@@ -27,6 +27,8 @@ pub struct Metrics {
     pub congestion_restarts: IntCounter,
     pub rtp_over_budget: IntCounter,
     pub dynacast_changes: IntCounter,
+    /// Joins sent to the node that holds their consult (cluster).
+    pub cluster_redirects: IntCounter,
     pub paused_subscriptions: IntGauge,
     pub estimate_bps: Histogram,
     signaling_errors: IntCounterVec,
@@ -176,6 +178,11 @@ impl Metrics {
             ),
             congestion_restarts: counter(&r, "consult_congestion_restarts_total", "Video subscriptions restarted from a keyframe because the subscriber's send queue overflowed"),
             rtp_over_budget: counter(&r, "consult_rtp_over_budget_dropped_total", "RTP packets dropped on arrival because their publication sent far above its configured layers"),
+            cluster_redirects: counter(
+                &r,
+                "consult_cluster_redirects_total",
+                "Joins answered with a redirect to the node that holds the consult",
+            ),
             dynacast_changes: counter(
                 &r,
                 "consult_dynacast_changes_total",

@@ -10,6 +10,7 @@ use signaling::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::cluster::{Cluster, Placement};
 use crate::consult::{Consults, InviteError};
 use crate::ids::{ParticipantId, RoomId};
 use crate::room::{self, Admission, MediaPlane, RoomCommand, RoomHandle};
@@ -32,6 +33,8 @@ struct Inner {
     ice: crate::turn::IceConfig,
     /// Admission control: refuses joins with `server_busy` at the node's cap or saturation.
     admission_gate: Arc<crate::admission::monitor::Gate>,
+    /// In a cluster: where each consult runs (None: every consult runs here).
+    cluster: Option<Arc<Cluster>>,
     rooms: Mutex<HashMap<RoomId, RoomHandle>>,
     next_participant: AtomicU64,
     /// Signaling connections that joined (a resume starts a new one for the same participant).
@@ -46,6 +49,7 @@ impl Registry {
         drain: Arc<crate::drain::Drain>,
         ice: crate::turn::IceConfig,
         admission_gate: Arc<crate::admission::monitor::Gate>,
+        cluster: Option<Arc<Cluster>>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -56,6 +60,7 @@ impl Registry {
                 drain,
                 ice,
                 admission_gate,
+                cluster,
                 rooms: Mutex::new(HashMap::new()),
                 next_participant: AtomicU64::new(1),
                 next_session: AtomicU64::new(1),
@@ -65,6 +70,45 @@ impl Registry {
 
     pub fn room_count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// The rooms running here (the cluster heartbeat keeps their directory entries alive).
+    pub fn room_ids(&self) -> Vec<String> {
+        self.lock().keys().map(|r| r.0.clone()).collect()
+    }
+
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.inner.cluster.as_ref()
+    }
+
+    /// In a cluster, whether `room` runs here; else the `redirect` to its node. With
+    /// `place`, a consult no live node holds is placed (atomically, see `cluster`).
+    async fn route(&self, room: &str, place: bool) -> Result<(), JoinError> {
+        let Some(cluster) = &self.inner.cluster else {
+            return Ok(());
+        };
+        let placed = if place {
+            cluster.place(room).await.map(Some)
+        } else {
+            cluster.lookup(room).await
+        };
+        match placed {
+            Ok(None | Some(Placement::Here)) => Ok(()),
+            Ok(Some(Placement::Elsewhere { node, url })) => {
+                tracing::debug!(room, node, "consult runs on another node: redirect");
+                self.inner.plane.metrics.cluster_redirects.inc();
+                Err(JoinError::Redirect { url })
+            }
+            Err(e) => {
+                // Without the directory a consult could start on two nodes at once: refuse,
+                // and the client comes back by itself.
+                tracing::warn!(room, "cannot place the consult: {e}");
+                self.inner.plane.metrics.join_refused("directory");
+                Err(JoinError::Busy {
+                    retry_after: std::time::Duration::from_secs(3),
+                })
+            }
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomId, RoomHandle>> {
@@ -199,6 +243,7 @@ impl RoomService for Registry {
             return self.resume(&token, outbox).await;
         }
         let admission = self.admission(request).await?;
+        self.route(&admission.room.0, true).await?;
         // Held until the room has answered: counts against the cap while on its way in.
         let _admitted = self.inner.admission_gate.check()?;
         let participant =
@@ -297,6 +342,10 @@ impl Registry {
             .resume_keys
             .verify(token, std::time::SystemTime::now())
             .map_err(|e| JoinError::ResumeFailed(e.to_string()))?;
+        // A token from another node (every node checks them with the cluster's shared key):
+        // back to that node while it lives; if it died, the resume fails here and the client
+        // joins afresh, which places the consult again.
+        self.route(&claim.room, false).await?;
         let participant = ParticipantId(claim.participant);
         let commands = self
             .lock()
@@ -391,6 +440,18 @@ impl Registry {
                 return false;
             }
             rooms.remove(&room_id);
+            if let (Some(cluster), Ok(rt)) =
+                (inner.cluster.clone(), tokio::runtime::Handle::try_current())
+            {
+                // The next join may place this consult anywhere; if this is lost, the
+                // directory entry just expires (ROOM_TTL).
+                let room = room_id.0.clone();
+                rt.spawn(async move {
+                    if let Err(e) = cluster.release(&room).await {
+                        tracing::debug!(room, "releasing the consult in the directory: {e}");
+                    }
+                });
+            }
             true
         })
     }

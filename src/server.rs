@@ -45,6 +45,8 @@ pub enum ServerError {
     Tls(crate::tls::TlsError),
     #[error("resume tokens: {0}")]
     Resume(crate::resume::ResumeError),
+    #[error("cluster: {0}")]
+    Cluster(crate::cluster::ClusterError),
 }
 
 impl From<StoreError> for ServerError {
@@ -154,6 +156,17 @@ pub struct ServeOptions {
     pub reconnect_grace: std::time::Duration,
     /// When new joins get `server_busy` (participant cap, event-loop lag, CPU).
     pub admission: crate::admission::Thresholds,
+    /// Several nodes sharing a Redis directory; None: a single node.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// This node's place in a cluster (`crate::cluster`).
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    pub redis_url: crate::cluster::RedisUrl,
+    pub node_id: String,
+    /// `http(s)://host:port` as clients reach this node.
+    pub advertise_url: String,
 }
 
 impl ServeOptions {
@@ -170,6 +183,7 @@ impl ServeOptions {
             initial_estimate_bps: config.initial_estimate_bps,
             store: StoreOptions {
                 db_path: config.consults.db_path.clone(),
+                database_url: config.consults.database_url.clone(),
                 token_secret: config
                     .consults
                     .token_secret
@@ -179,9 +193,9 @@ impl ServeOptions {
             },
             operators: config.operators.clone(),
             allow_open_join: config.consults.allow_open_join,
-            allowed_origins: crate::web_security::AllowedOrigins(std::sync::Arc::new(
+            allowed_origins: crate::web_security::AllowedOrigins::new(
                 config.allowed_origins.clone(),
-            )),
+            ),
             connection_limits: signaling::Limits {
                 max_connections: config.max_connections,
                 max_connections_per_ip: config.max_connections_per_ip,
@@ -198,6 +212,21 @@ impl ServeOptions {
                 max_lag: config.admission_max_lag,
                 max_cpu: config.admission_max_cpu,
             },
+            cluster: config
+                .cluster
+                .redis_url
+                .clone()
+                .map(|redis_url| ClusterOptions {
+                    redis_url,
+                    node_id: config.cluster.node_id.clone().unwrap_or_else(|| {
+                        crate::cluster::default_node_id(listeners.http_addr().port())
+                    }),
+                    advertise_url: config
+                        .cluster
+                        .advertise_url
+                        .clone()
+                        .unwrap_or_else(|| config.public_url(listeners.http_addr())),
+                }),
         }
     }
 }
@@ -205,6 +234,7 @@ impl ServeOptions {
 /// Sockets bound and the consult store open: ready to serve.
 pub struct Server {
     listeners: Listeners,
+    cluster: Option<Arc<crate::cluster::Cluster>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
     drain: Arc<crate::drain::Drain>,
     options: ServeOptions,
@@ -222,6 +252,25 @@ impl Server {
             None => None,
         };
         let consults = Consults::open(options.store.clone()).await?;
+        let cluster = match &options.cluster {
+            None => None,
+            Some(c) => {
+                let cluster = crate::cluster::Cluster::connect(
+                    c.redis_url.clone(),
+                    c.node_id.clone(),
+                    &c.advertise_url,
+                )
+                .await
+                .map_err(ServerError::Cluster)?;
+                tracing::info!(
+                    node = cluster.node_id(),
+                    redis = %cluster.redis_url(),
+                    url = cluster.url(),
+                    "cluster node: consults are placed through the shared directory"
+                );
+                Some(cluster)
+            }
+        };
         let dev_operator = options.operators.is_empty();
         let operators = if dev_operator {
             let key = consults.dev_operator_key().await?;
@@ -247,12 +296,13 @@ impl Server {
             );
         }
         tracing::info!(
-            db = %options.store.db_path.display(),
+            db = %options.store.describe(),
             operators = operators.len(),
             "consult store open"
         );
         Ok(Server {
             listeners,
+            cluster,
             tls,
             drain: Arc::new(crate::drain::Drain::new(options.drain_timeout)),
             options,
@@ -314,6 +364,7 @@ async fn serve(
 ) -> Result<(), ServerError> {
     let Server {
         listeners,
+        cluster,
         options,
         consults,
         operators,
@@ -336,7 +387,7 @@ async fn serve(
         video_layers: options.video_layers,
         initial_estimate_bps: options.initial_estimate_bps,
         reconnect_grace: options.reconnect_grace,
-        resume_keys: crate::resume::ResumeKeys::random().map_err(ServerError::Resume)?,
+        resume_keys: resume_keys(cluster.as_deref()).await?,
     });
     let admission = Arc::new(crate::admission::monitor::Gate::new(
         options.admission,
@@ -350,7 +401,16 @@ async fn serve(
         drain.clone(),
         options.ice,
         admission,
+        cluster.clone(),
     );
+    let heartbeat_task = cluster.clone().map(|c| {
+        tokio::spawn(heartbeat(
+            c,
+            registry.clone(),
+            metrics.clone(),
+            options.allowed_origins.clone(),
+        ))
+    });
     let tcp_routes = listeners
         .tcp
         .as_ref()
@@ -392,6 +452,7 @@ async fn serve(
     // A drain ends in the same shutdown, once its consults have ended or its time is up.
     let drained = wait_for_drain(registry.clone(), drain);
     let (signalled_tx, signalled) = tokio::sync::oneshot::channel::<()>();
+    let heartbeat_abort = heartbeat_task.as_ref().map(|t| t.abort_handle());
     let on_signal = {
         let registry = registry.clone();
         async move {
@@ -401,6 +462,17 @@ async fn serve(
             }
             tracing::info!("shutting down: telling participants to rejoin");
             registry.restart();
+            if let Some(h) = &heartbeat_abort {
+                // A heartbeat after the leave would put this node back for a TTL.
+                h.abort();
+            }
+            if let Some(c) = registry.cluster() {
+                // Out of the directory now, so the participants told to rejoin are placed
+                // on the other nodes instead of waiting out our TTL.
+                if let Err(e) = c.leave().await {
+                    tracing::warn!("leaving the cluster directory: {e}");
+                }
+            }
             let _ = signalled_tx.send(());
         }
     };
@@ -429,6 +501,9 @@ async fn serve(
     drop(registry);
     udp_task.abort();
     admission_task.abort();
+    if let Some(t) = heartbeat_task {
+        t.abort();
+    }
     if let Some(t) = tcp_task {
         t.abort();
     }
@@ -469,6 +544,75 @@ async fn wait_for_drain(registry: Registry, drain: Arc<crate::drain::Drain>) {
                     "drain_timeout reached with consults still running; stopping"
                 );
                 return;
+            }
+        }
+    }
+}
+
+/// Per process on a single node; in a cluster one key all nodes share (kept in Redis), so a
+/// client sent to any node with its token is recognised there and sent on to its node.
+async fn resume_keys(
+    cluster: Option<&crate::cluster::Cluster>,
+) -> Result<crate::resume::ResumeKeys, ServerError> {
+    let Some(cluster) = cluster else {
+        return crate::resume::ResumeKeys::random().map_err(ServerError::Resume);
+    };
+    let candidate = crate::consult::random::bytes::<32>();
+    let secret = cluster
+        .shared_secret("resume", &candidate)
+        .await
+        .map_err(|e| ServerError::Cluster(e.into()))?;
+    Ok(crate::resume::ResumeKeys::from_secret(&secret))
+}
+
+/// Keeps this node and its consults in the directory, reports its load, and learns the other
+/// nodes' origins (their pages may open our `/ws` after a redirect).
+async fn heartbeat(
+    cluster: Arc<crate::cluster::Cluster>,
+    registry: Registry,
+    metrics: Arc<Metrics>,
+    origins: crate::web_security::AllowedOrigins,
+) {
+    let mut probe = crate::cluster::LoadProbe::new();
+    let mut tick = tokio::time::interval(crate::cluster::HEARTBEAT);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut healthy = true;
+    loop {
+        tick.tick().await;
+        if registry.is_restarting() {
+            return;
+        }
+        let (bitrate_bps, cpu) = probe.sample(
+            std::time::Instant::now(),
+            metrics.rtp_bytes_out.get(),
+            crate::admission::monitor::read_cpu_seconds(),
+        );
+        let load = crate::cluster::NodeLoad {
+            participants: u64::try_from(metrics.participants.get()).unwrap_or(0),
+            bitrate_bps,
+            cpu,
+            accepting: !registry.is_draining() && metrics.admission_busy.get() == 0,
+        };
+        let result = match cluster.heartbeat(&load, &registry.room_ids()).await {
+            Ok(()) => cluster.nodes().await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(nodes) => {
+                if !healthy {
+                    tracing::info!("cluster directory reachable again");
+                    healthy = true;
+                }
+                origins.set_cluster(crate::web_security::ClusterOrigins::from_urls(
+                    nodes.iter().map(|n| n.url.as_str()),
+                ));
+            }
+            Err(e) => {
+                // Logged once per outage; joins meanwhile get server_busy (Registry::route).
+                if healthy {
+                    tracing::warn!("cluster heartbeat failed: {e}");
+                    healthy = false;
+                }
             }
         }
     }

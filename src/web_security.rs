@@ -26,10 +26,20 @@ const HEADERS: [(&str, &str); 5] = [
     ),
 ];
 
-pub async fn headers(req: Request, next: Next) -> Response {
+pub async fn headers(State(allowed): State<AllowedOrigins>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
+    // In a cluster the client may be sent to another node's signaling (`redirect`): the
+    // page may connect there too, and only there.
+    let peers = allowed.cluster_csp();
     for (name, value) in HEADERS {
+        if name == "content-security-policy" && !peers.is_empty() {
+            let csp = CSP.replace("connect-src 'self'", &format!("connect-src 'self' {peers}"));
+            if let Ok(v) = HeaderValue::from_str(&csp) {
+                h.entry(name).or_insert(v);
+                continue;
+            }
+        }
         h.entry(name).or_insert(HeaderValue::from_static(value));
     }
     res
@@ -45,9 +55,74 @@ pub async fn hsts(req: Request, next: Next) -> Response {
     res
 }
 
-/// Origins (scheme://host[:port]) allowed to open `/ws` besides the server's own.
+/// Origins (scheme://host[:port]) allowed to open `/ws` besides the server's own: the
+/// configured ones, and in a cluster the other nodes' (kept current by the heartbeat), whose
+/// pages redirect their clients here.
 #[derive(Debug, Clone, Default)]
-pub struct AllowedOrigins(pub Arc<Vec<String>>);
+pub struct AllowedOrigins {
+    pub configured: Arc<Vec<String>>,
+    pub cluster: Arc<std::sync::RwLock<ClusterOrigins>>,
+}
+
+/// The cluster's nodes as the browser sees them: page origins (`http://host:port`) and
+/// signaling origins for the CSP (`ws://host:port`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterOrigins {
+    pub pages: Vec<String>,
+    pub sockets: Vec<String>,
+}
+
+impl ClusterOrigins {
+    /// From the nodes' signaling URLs (`ws://host:port/ws`); others are skipped.
+    pub fn from_urls<'a>(urls: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut o = ClusterOrigins::default();
+        for url in urls {
+            let (page_scheme, rest) = match url.split_once("://") {
+                Some(("ws", r)) => ("http", r),
+                Some(("wss", r)) => ("https", r),
+                _ => continue,
+            };
+            let authority = rest.split('/').next().unwrap_or_default();
+            // A CSP source list is split on spaces and `;`: such an "authority" is not one.
+            if authority.is_empty() || authority.contains([' ', ';', ',', '\'', '"']) {
+                continue;
+            }
+            let scheme = if page_scheme == "https" { "wss" } else { "ws" };
+            o.pages.push(format!("{page_scheme}://{authority}"));
+            o.sockets.push(format!("{scheme}://{authority}"));
+        }
+        o
+    }
+}
+
+impl AllowedOrigins {
+    pub fn new(configured: Vec<String>) -> Self {
+        AllowedOrigins {
+            configured: Arc::new(configured),
+            cluster: Arc::default(),
+        }
+    }
+
+    pub fn set_cluster(&self, origins: ClusterOrigins) {
+        let mut c = self.cluster.write().unwrap_or_else(|e| e.into_inner());
+        if *c != origins {
+            *c = origins;
+        }
+    }
+
+    fn cluster_csp(&self) -> String {
+        let c = self.cluster.read().unwrap_or_else(|e| e.into_inner());
+        c.sockets.join(" ")
+    }
+
+    fn allows(&self, headers: &HeaderMap) -> bool {
+        if origin_allowed(headers, &self.configured) {
+            return true;
+        }
+        let c = self.cluster.read().unwrap_or_else(|e| e.into_inner());
+        origin_allowed(headers, &c.pages)
+    }
+}
 
 /// Whether a WebSocket upgrade with these headers may proceed. No `Origin`: not a browser
 /// (bots, native apps), which the invite token authenticates anyway. A browser page from
@@ -71,7 +146,7 @@ pub async fn check_origin(
     req: Request,
     next: Next,
 ) -> Response {
-    if req.uri().path() == "/ws" && !origin_allowed(req.headers(), &allowed.0) {
+    if req.uri().path() == "/ws" && !allowed.allows(req.headers()) {
         let body = axum::Json(serde_json::json!({"error": {
             "code": "forbidden_origin",
             "message": "this page may not open the consult's signaling; use the server's own web client",
@@ -84,6 +159,37 @@ pub async fn check_origin(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_nodes_become_page_and_socket_origins() {
+        let o = ClusterOrigins::from_urls([
+            "ws://127.0.0.1:8081/ws",
+            "wss://n2.consult.vn/ws",
+            "http://not-a-socket/ws",
+            "ws://bad host/ws",
+            "ws://x;script-src *",
+        ]);
+        assert_eq!(o.pages, ["http://127.0.0.1:8081", "https://n2.consult.vn"]);
+        assert_eq!(o.sockets, ["ws://127.0.0.1:8081", "wss://n2.consult.vn"]);
+        let allowed = AllowedOrigins::new(vec![]);
+        allowed.set_cluster(o);
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8082"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8081"),
+        );
+        assert!(allowed.allows(&h));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:9"),
+        );
+        assert!(!allowed.allows(&h));
+        assert_eq!(
+            allowed.cluster_csp(),
+            "ws://127.0.0.1:8081 wss://n2.consult.vn"
+        );
+    }
 
     #[test]
     fn same_host_listed_or_no_origin_may_connect() {

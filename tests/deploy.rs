@@ -132,7 +132,20 @@ fn sample(key: &str) -> (&'static str, &'static str) {
         "admission_max_lag_ms" => ("200", "admission_max_lag_ms = 200"),
         "admission_max_cpu" => ("0.5", "admission_max_cpu = 0.5"),
         "reconnect_grace" => ("45", "reconnect_grace = 45"),
+        "redis_url" => (
+            "redis://10.0.0.5:6379",
+            "redis_url = \"redis://10.0.0.5:6379\"",
+        ),
+        "node_id" => ("n7", "node_id = \"n7\""),
+        "advertise_url" => (
+            "https://n7.consult.example",
+            "advertise_url = \"https://n7.consult.example\"",
+        ),
         "consults.db_path" => ("/srv/c.sqlite", "[consults]\ndb_path = \"/srv/c.sqlite\""),
+        "consults.database_url" => (
+            "postgres://consult@/consult?host=/run/postgresql",
+            "[consults]\ndatabase_url = \"postgres://consult@/consult?host=/run/postgresql\"",
+        ),
         "consults.token_secret" => (
             "0123456789abcdef0123456789abcdef",
             "[consults]\ntoken_secret = \"0123456789abcdef0123456789abcdef\"",

@@ -239,3 +239,8 @@ fn write_seed_files() {
         std::fs::write(dir.join(name), bytes).expect("seed file");
     }
 }
+
+#[test]
+fn redis_reply() {
+    fuzz("redis_reply", 20000);
+}

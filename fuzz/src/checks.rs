@@ -7,6 +7,9 @@
 //! Everything here is deterministic for a given input (fixed secret, fixed clock for tokens, a
 //! fixed SDP offer for the `Rtc`), so a crash reproduces from its input file alone.
 
+#[path = "redis_reply.rs"]
+pub mod redis_reply;
+
 use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -897,7 +900,7 @@ fn drive(rtc: &mut Rtc, now: Instant, last_check: &mut Option<[u8; 12]>) -> bool
 // and unit tests. `tests/fuzz_corpus.rs` writes them to `fuzz/seeds/<target>/`.
 
 /// Names of the targets, as in `fuzz/Cargo.toml`.
-pub const TARGETS: [&str; 8] = [
+pub const TARGETS: [&str; 9] = [
     "signaling_message",
     "invite_token",
     "vp8_descriptor",
@@ -906,6 +909,7 @@ pub const TARGETS: [&str; 8] = [
     "data_channel",
     "stun_ufrag",
     "rtc_datagram",
+    "redis_reply",
 ];
 
 /// Runs one target's checks on an input.
@@ -919,6 +923,7 @@ pub fn run(target: &str, data: &[u8]) {
         "data_channel" => data_channel(data),
         "stun_ufrag" => stun_ufrag(data),
         "rtc_datagram" => rtc_datagram(data),
+        "redis_reply" => redis_reply::redis_reply(data),
         other => panic!("no fuzz target {other}"),
     }
 }
@@ -930,6 +935,9 @@ pub fn seeds(protocol_md: &str) -> Vec<(&'static str, String, Vec<u8>)> {
     let mut add = |target: &'static str, name: &str, bytes: &[u8]| {
         out.push((target, name.to_string(), bytes.to_vec()))
     };
+    for (name, bytes) in redis_reply::seeds() {
+        add("redis_reply", name, bytes);
+    }
 
     // Client lines of the examples: `who -> {json}` (server lines name a recipient).
     let mut n = 0;

@@ -10,7 +10,10 @@
 // --bots N       participants in all; --rooms M consults (bots fill rooms in order: clinic,
 //                specialist, then patients); --tabs K pages per Chromium (cheaper than K browsers)
 // --ramp R       joins per second; --duration S seconds of steady state after the last join
-// --server URL   use a running SFU (else one is started on 127.0.0.1, port 0); --sfu-pid for its CPU
+// --server URL   use a running SFU (else one is started on 127.0.0.1, port 0); --sfu-pid for its CPU.
+//                A cluster: several URLs, comma-separated: bots open their links on the nodes in
+//                turn (the server redirects each to its consult's node) and /metrics is summed
+//                over the nodes
 // --out DIR      where fleet.json and fleet.md go (default load-tests/results; --smoke: a temp dir)
 // --smoke        exit 1 unless every bot decoded video and played audio from every other bot of its
 //                consult (media flowed; no timing is judged)
@@ -116,7 +119,16 @@ function readStats() {
   });
 }
 
-function readMetrics(base) {
+/** /metrics of every node (comma-separated URLs), summed per series. */
+async function readMetrics(bases) {
+  const all = await Promise.all(bases.split(',').map(readNodeMetrics));
+  if (all.some((m) => m === null)) return null;
+  const sum = {};
+  for (const m of all) for (const [k, v] of Object.entries(m)) sum[k] = (sum[k] ?? 0) + v;
+  return sum;
+}
+
+function readNodeMetrics(base) {
   return fetch(`${base}/metrics`)
     .then((r) => r.text())
     .then((text) => {
@@ -267,7 +279,8 @@ async function main() {
       const browser = browsers.at(-1);
       bot.page = await browser.newPage(bot.name);
       await bot.page.addInitScript(installTimers);
-      const url = `${joinUrl(base, { room: bot.room, name: bot.name, role: bot.role, lang: 'en' })}`;
+      const entries = base.split(',');
+      const url = `${joinUrl(entries[bot.i % entries.length], { room: bot.room, name: bot.name, role: bot.role, lang: 'en' })}`;
       bot.startedAt = Date.now();
       await bot.page.goto(url);
       sampleSfu();

@@ -68,6 +68,9 @@ pub enum JoinError {
     Busy { retry_after: Duration },
     #[error("cannot resume ({0}); join again")]
     ResumeFailed(String),
+    /// In a cluster: the consult runs on another node; the client joins there (`redirect`).
+    #[error("this consult runs on another node: {url}")]
+    Redirect { url: String },
 }
 
 impl JoinError {
@@ -81,6 +84,8 @@ impl JoinError {
             JoinError::Restarting => ErrorCode::ServerRestarting,
             JoinError::Busy { .. } => ErrorCode::ServerBusy,
             JoinError::ResumeFailed(_) => ErrorCode::ResumeFailed,
+            // Not an error the client made; counted with the other refusals by the caller.
+            JoinError::Redirect { .. } => ErrorCode::Redirected,
         }
     }
 
@@ -88,6 +93,7 @@ impl JoinError {
     pub fn to_message(&self) -> ServerMessage {
         match self {
             JoinError::Busy { retry_after } => ServerMessage::busy(self.to_string(), *retry_after),
+            JoinError::Redirect { url } => ServerMessage::Redirect { url: url.clone() },
             other => ServerMessage::error(other.code(), other.to_string()),
         }
     }
@@ -360,6 +366,12 @@ pub async fn serve_connection<S: RoomService>(
                 };
                 match service.join(request, outbox.clone()).await {
                     Ok(joined) => link = Some(joined),
+                    Err(err @ JoinError::Redirect { .. }) => {
+                        // Nothing more happens on this socket: the client goes to the node
+                        // named, and a normal close after the message says so.
+                        reply(err.to_message());
+                        break;
+                    }
                     Err(err) => {
                         service.on_client_error(err.code());
                         reply(err.to_message());

@@ -143,7 +143,7 @@ pub async fn run(gate: Arc<Gate>) {
 }
 
 /// utime + stime of this process in seconds, from `/proc/self/stat` (Linux).
-fn read_cpu_seconds() -> Option<f64> {
+pub(crate) fn read_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     parse_cpu_seconds(&stat)
 }

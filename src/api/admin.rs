@@ -1,5 +1,5 @@
 //! Node administration: `POST /api/v1/admin/drain` starts a graceful drain (`crate::drain`)
-//! before a rolling upgrade. Any operator key may call it, but only from this machine (a
+//! before a rolling upgrade; `GET /api/v1/admin/cluster` lists the cluster's nodes and load. Any operator key may call it, but only from this machine (a
 //! Kubernetes `preStop` hook, systemd, an ops shell): a clinic's operator elsewhere must not
 //! be able to take the node out of service.
 
@@ -46,4 +46,42 @@ pub async fn drain(
             "drain_timeout_secs": drain.timeout().as_secs(),
         })),
     ))
+}
+
+/// The nodes of the cluster as the directory sees them (any operator key, from anywhere: it
+/// names no consult). On a single node: `{"cluster": false}`.
+pub async fn cluster(
+    State(state): State<ApiState>,
+    _operator: Operator,
+) -> Result<Json<Value>, ApiError> {
+    let Some(cluster) = state.registry.cluster() else {
+        return Ok(Json(json!({ "cluster": false })));
+    };
+    let nodes = cluster.nodes().await.map_err(|e| {
+        tracing::warn!("cluster listing: {e}");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "directory_unavailable",
+            "the cluster directory (Redis) cannot be reached",
+        )
+    })?;
+    let nodes: Vec<Value> = nodes
+        .into_iter()
+        .map(|n| {
+            json!({
+                "node_id": n.id,
+                "url": n.url,
+                "consults": n.rooms,
+                "participants": n.participants,
+                "bitrate_bps": n.bitrate_bps,
+                "cpu": n.cpu,
+                "accepting": n.accepting,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "cluster": true,
+        "this_node": cluster.node_id(),
+        "nodes": nodes,
+    })))
 }

@@ -46,6 +46,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/consults/{id}/audit", get(handlers::audit))
         .route("/consults/{id}/summary", get(handlers::summary))
         .route("/admin/drain", post(admin::drain))
+        .route("/admin/cluster", get(admin::cluster))
         // Explicit, because a nested router's fallback would lose to the web client's
         // catch-all file route.
         .route("/{*rest}", any(no_such_endpoint))

@@ -62,6 +62,20 @@ pub struct Config {
     pub admission_max_cpu: Option<f64>,
     /// How long a participant whose connection dropped keeps its place in the consult.
     pub reconnect_grace: Duration,
+    /// Several nodes sharing a Redis directory (`crate::cluster`); off without `redis_url`.
+    pub cluster: ClusterConfig,
+}
+
+/// A node of a cluster: where the shared directory is and how other nodes' clients reach us.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ClusterConfig {
+    /// None: a single node (no directory, every consult runs here).
+    pub redis_url: Option<crate::cluster::RedisUrl>,
+    /// Unique per node; None: the host name and the HTTP port.
+    pub node_id: Option<String>,
+    /// The base URL browsers and bots reach this node at (`https://n1.consult.example.vn`);
+    /// None: `public_url`.
+    pub advertise_url: Option<String>,
 }
 
 /// coturn with `use-auth-secret`: the server derives each participant's credentials.
@@ -103,6 +117,8 @@ pub const DEFAULT_ADMISSION_MAX_CPU: f64 = 0.8;
 pub struct ConsultsConfig {
     /// SQLite file; its folder is created at start.
     pub db_path: PathBuf,
+    /// PostgreSQL shared by several nodes, used instead of `db_path`. None: SQLite.
+    pub database_url: Option<crate::consult::DatabaseUrl>,
     /// HMAC key of invite tokens. None: generated once and kept in the database.
     pub token_secret: Option<Secret>,
     /// Base of the links handed out (`https://consult.example.vn`); None: from the HTTP
@@ -117,6 +133,7 @@ impl Default for ConsultsConfig {
     fn default() -> Self {
         ConsultsConfig {
             db_path: PathBuf::from("data/consults.sqlite"),
+            database_url: None,
             token_secret: None,
             public_url: None,
             allow_open_join: false,
@@ -201,6 +218,7 @@ impl Default for Config {
             admission_max_lag: Some(Duration::from_millis(DEFAULT_ADMISSION_MAX_LAG_MS)),
             admission_max_cpu: Some(DEFAULT_ADMISSION_MAX_CPU),
             reconnect_grace: Duration::from_secs(DEFAULT_RECONNECT_GRACE_SECS),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -258,6 +276,9 @@ struct FileConfig {
     admission_max_lag_ms: Option<NumberOrOff>,
     admission_max_cpu: Option<NumberOrOff>,
     reconnect_grace: Option<u64>,
+    redis_url: Option<String>,
+    node_id: Option<String>,
+    advertise_url: Option<String>,
 }
 
 /// A number, or the word `off`, in the config file.
@@ -283,6 +304,7 @@ impl NumberOrOff {
 #[serde(deny_unknown_fields)]
 struct FileConsults {
     db_path: Option<PathBuf>,
+    database_url: Option<String>,
     token_secret: Option<String>,
     public_url: Option<String>,
     allow_open_join: Option<bool>,
@@ -311,6 +333,9 @@ Options (each also as env CONSULT_<NAME>, e.g. CONSULT_HTTP_ADDR; the command li
   --log FILTER            log filter                 [info]
   --max-participants N    per room, 2 to 8           [8]
   --db-path FILE          consult database (SQLite)  [data/consults.sqlite]
+  --database-url URL      PostgreSQL shared by several nodes, instead of --db-path:
+                          postgres://user@/db?host=/run/postgresql (no TLS: a unix
+                          socket or loopback; with a password: env or file only)  [off]
   --public-url URL        base of invite links       [http://<http-addr>]
   --allow-open-join 1     join by room name without an invite: media load tests ONLY
   --max-connections N     WebSocket connections at once    [2000]
@@ -341,6 +366,10 @@ Options (each also as env CONSULT_<NAME>, e.g. CONSULT_HTTP_ADDR; the command li
   --reconnect-grace SECONDS
                           how long a participant whose connection dropped keeps its
                           place (others see it reconnecting)   [30]
+  --redis-url URL         several nodes: the shared Redis directory,
+                          redis://[:password@]host[:port][/db]      [off: one node]
+  --node-id NAME          this node's id in the directory   [host name and HTTP port]
+  --advertise-url URL     how clients reach this node (http(s)://host[:port])  [public_url]
 Env or file only:
   CONSULT_TOKEN_SECRET    invite signing key, 32+ characters [generated, kept in the database]
   CONSULT_TURN_SECRET     coturn's static-auth-secret (use-auth-secret), 16+ characters
@@ -471,8 +500,12 @@ pub fn load(
             "reconnect_grace",
             file.reconnect_grace.map(|n| n.to_string()),
         );
+        push("redis_url", file.redis_url);
+        push("node_id", file.node_id);
+        push("advertise_url", file.advertise_url);
         if let Some(c) = file.consults {
             push("db_path", c.db_path.map(|p| p.display().to_string()));
+            push("database_url", c.database_url);
             push("token_secret", c.token_secret);
             push("public_url", c.public_url);
             push("allow_open_join", c.allow_open_join.map(|b| b.to_string()));
@@ -573,6 +606,37 @@ pub fn load(
                         .ok_or_else(|| bad("number of seconds, 60 to 604800"))?,
                 )
             }
+            "redis_url" if value.trim().is_empty() || value == "off" => {
+                config.cluster.redis_url = None
+            }
+            "redis_url" => {
+                config.cluster.redis_url = Some(
+                    value
+                        .trim()
+                        .parse()
+                        .map_err(|_| bad("redis://[:password@]host[:port][/db]"))?,
+                )
+            }
+            "node_id" => {
+                let id = value.trim();
+                let ok = (1..=64).contains(&id.len())
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+                if !ok {
+                    return Err(bad("1 to 64 letters, digits, '-', '_' or '.'"));
+                }
+                config.cluster.node_id = Some(id.to_string());
+            }
+            "advertise_url" => {
+                let url = value.trim().trim_end_matches('/');
+                let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                    && !url.contains(char::is_whitespace);
+                if !ok {
+                    return Err(bad("http:// or https:// URL of this node"));
+                }
+                config.cluster.advertise_url = Some(url.to_string());
+            }
             "reconnect_grace" => {
                 config.reconnect_grace = Duration::from_secs(
                     value
@@ -611,6 +675,28 @@ pub fn load(
             }
             "db_path" if value.trim().is_empty() => return Err(bad("file path")),
             "db_path" => config.consults.db_path = PathBuf::from(value),
+            "database_url" if value.trim().is_empty() || value.trim() == "off" => {
+                config.consults.database_url = None
+            }
+            "database_url" => {
+                // Never echo the value: it may carry the database password.
+                let url = crate::consult::DatabaseUrl::parse(&value).map_err(|message| {
+                    ConfigError::Invalid {
+                        field: format!("{source_name}: database_url"),
+                        message,
+                    }
+                })?;
+                if url.has_password() && source_name.starts_with("--") {
+                    return Err(ConfigError::Invalid {
+                        field: source_name,
+                        message: "a URL with a password is not accepted on the command line, \
+                                  where other users see it (ps); use CONSULT_DATABASE_URL or \
+                                  the config file"
+                            .into(),
+                    });
+                }
+                config.consults.database_url = Some(url);
+            }
             "token_secret" if source_name.starts_with("--") => {
                 return Err(ConfigError::Invalid {
                     field: source_name,
@@ -904,7 +990,32 @@ impl Config {
                 "reconnect_grace".into(),
                 self.reconnect_grace.as_secs().to_string(),
             ),
+            (
+                "redis_url".into(),
+                or_unset(
+                    self.cluster.redis_url.as_ref().map(|u| u.to_string()),
+                    "unset: a single node",
+                ),
+            ),
+            (
+                "node_id".into(),
+                or_unset(
+                    self.cluster.node_id.clone(),
+                    "unset: host name and HTTP port",
+                ),
+            ),
+            (
+                "advertise_url".into(),
+                or_unset(self.cluster.advertise_url.clone(), "unset: public_url"),
+            ),
             ("consults.db_path".into(), c.db_path.display().to_string()),
+            (
+                "consults.database_url".into(),
+                or_unset(
+                    c.database_url.as_ref().map(|u| u.redacted()),
+                    "unset: SQLite at db_path",
+                ),
+            ),
             (
                 "consults.token_secret".into(),
                 or_unset(
@@ -955,6 +1066,19 @@ impl Config {
             out.push(
                 "turn_secret and turn_urls go together: with only one of them, browsers are \
                  told of no TURN server"
+                    .to_string(),
+            );
+        }
+        if self
+            .consults
+            .database_url
+            .as_ref()
+            .is_some_and(|u| !u.is_local())
+        {
+            out.push(
+                "consults.database_url names a server on another machine: the connection to \
+                 it is not encrypted (no TLS to the database); use a unix socket, loopback or \
+                 a local tunnel"
                     .to_string(),
             );
         }

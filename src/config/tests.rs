@@ -607,3 +607,100 @@ fn admission_settings() {
         assert!(err.contains(want), "{cli}: {err}");
     }
 }
+
+#[test]
+fn database_url_from_file_env_and_command_line_with_the_password_hidden() {
+    let c = run("", &[], None).unwrap();
+    assert_eq!(c.consults.database_url, None, "SQLite by default");
+
+    let socket = "postgres://consult@/consult?host=/run/postgresql";
+    let c = run(&format!("--database-url {socket}"), &[], None).unwrap();
+    let url = c.consults.database_url.as_ref().unwrap();
+    assert_eq!(url.expose(), socket);
+    assert!(url.is_local());
+    assert!(c.warnings().iter().all(|w| !w.contains("database_url")));
+
+    let with_password = "postgres://consult:pg-pass-0001@10.0.0.7:5432/consult";
+    for c in [
+        run("", &[("CONSULT_DATABASE_URL", with_password)], None).unwrap(),
+        run(
+            "--config c.toml",
+            &[],
+            Some(&format!("[consults]\ndatabase_url = \"{with_password}\"")),
+        )
+        .unwrap(),
+    ] {
+        let url = c.consults.database_url.as_ref().unwrap();
+        assert_eq!(url.expose(), with_password);
+        let summary = format!("{:?}", c.summary());
+        let debug = format!("{c:?}");
+        for shown in [&summary, &debug, &url.to_string()] {
+            assert!(!shown.contains("pg-pass-0001"), "{shown}");
+        }
+        let get = c
+            .summary()
+            .into_iter()
+            .find(|(k, _)| k == "consults.database_url");
+        assert_eq!(
+            get.unwrap().1,
+            "postgres://consult:(redacted)@10.0.0.7:5432/consult"
+        );
+        let warnings = c.warnings().join("\n");
+        assert!(
+            warnings.contains("database_url names a server on another machine"),
+            "{warnings}"
+        );
+    }
+    // Empty or `off` in the environment: back to SQLite.
+    let c = run(
+        &format!("--database-url {socket}"),
+        &[("CONSULT_DATABASE_URL", "off")],
+        None,
+    )
+    .unwrap();
+    assert!(c.consults.database_url.is_some(), "the command line wins");
+    let c = run("", &[("CONSULT_DATABASE_URL", "")], None).unwrap();
+    assert_eq!(c.consults.database_url, None);
+}
+
+#[test]
+fn bad_database_url_is_a_clear_error_without_the_password() {
+    let cases = [
+        (
+            "mysql://u:pg-pass-0001@localhost/db",
+            "must be a postgres:// URL",
+        ),
+        ("postgres://u:pg-pass-0001@/db", "names no server"),
+        (
+            "postgres://u:pg-pass-0001@localhost:port/db",
+            "invalid connection string",
+        ),
+        (
+            "postgres://u:pg-pass-0001@localhost/db?sslmode=require",
+            "without TLS",
+        ),
+    ];
+    for (url, want) in cases {
+        let err = run("", &[("CONSULT_DATABASE_URL", url)], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("env CONSULT_DATABASE_URL: database_url: ") && err.contains(want),
+            "{url}: {err}"
+        );
+        assert!(!err.contains("pg-pass-0001"), "{err}");
+    }
+    // Other users see the command line (ps): no password there.
+    let err = run(
+        "--database-url postgres://u:pg-pass-0001@127.0.0.1/db",
+        &[],
+        None,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("--database-url: a URL with a password is not accepted on the command line"),
+        "{err}"
+    );
+    assert!(!err.contains("pg-pass-0001"), "{err}");
+}

@@ -73,6 +73,13 @@ pub enum MigrationError {
     },
     #[error("reading the schema version: {0}")]
     Version(rusqlite::Error),
+    #[error("migration to schema version {version} failed: {}", super::pg::describe(.cause))]
+    PgScript {
+        version: usize,
+        cause: postgres::Error,
+    },
+    #[error("reading the schema version: {}", super::pg::describe(.0))]
+    PgVersion(postgres::Error),
 }
 
 /// Brings the database up to `scripts.len()`; a database already there is left untouched.

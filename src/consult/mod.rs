@@ -1,19 +1,26 @@
 //! Consults as the clinic sees them: created through the API by an operator, joined by signed
-//! invite links, with an audit trail and a summary that outlive the process (SQLite).
+//! invite links, with an audit trail and a summary that outlive the process: SQLite on one
+//! node (the default), PostgreSQL shared by several (`database_url`), behind one interface
+//! (`backend::Backend`).
 //!
 //! The room and the registry use only this handle: verifying an invite at join, and
 //! fire-and-forget records (audit events, participation) that never block the media task.
 //!
 //! INTERFACE CONTRACT (used by `registry.rs` and `room/`): keep these signatures.
 //!
-//! The SQLite connection lives on one thread of its own (`store`); callers send it jobs over
-//! a channel, so a slow disk never stalls a tokio worker or the media task.
+//! The database connection lives on one thread of its own (`store`); callers send it jobs
+//! over a channel, so a slow disk or network never stalls a tokio worker or the media task.
 
+mod backend;
+mod database_url;
 mod db;
 mod migrations;
 mod ops;
+mod pg;
+mod pg_schema;
 pub mod random;
 pub mod rfc3339;
+mod sqlite;
 mod store;
 pub mod summary;
 pub mod token;
@@ -23,6 +30,7 @@ use std::time::SystemTime;
 
 use signaling::Role;
 
+pub use database_url::DatabaseUrl;
 pub use db::{AuditRow, ConsultRow, InviteRow, ParticipationRow};
 pub use migrations::MigrationError;
 pub use ops::{now_unix, EndOutcome, IssuedInvite, NewConsult, NewParticipant};
@@ -163,7 +171,7 @@ impl Consults {
         })?;
         let (cid, jti) = (claims.cid.clone(), claims.jti.clone());
         let (consult, invite) = self
-            .call(move |conn| Ok((db::consult(conn, &cid)?, db::invite(conn, &jti)?)))
+            .call(move |backend| Ok((backend.consult(&cid)?, backend.invite(&jti)?)))
             .await
             .map_err(|e| InviteError::Store(e.to_string()))?;
         check_invite(&claims, consult, invite)
@@ -171,21 +179,21 @@ impl Consults {
 
     /// Appends to the audit trail. Never blocks; errors are logged.
     pub fn audit(&self, event: AuditEvent) {
-        self.fire("audit event", move |conn| db::insert_audit(conn, &event));
+        self.fire("audit event", move |backend| backend.insert_audit(&event));
     }
 
     /// Records a participant's time and quality. Never blocks.
     pub fn record_participation(&self, record: ParticipationRecord) {
-        self.fire("participation record", move |conn| {
-            db::insert_participation(conn, &record)
+        self.fire("participation record", move |backend| {
+            backend.insert_participation(&record)
         });
     }
 
     /// Withdraws an invite (the participant was removed): the token no longer joins.
     pub fn revoke(&self, token_id: &str) {
         let token_id = token_id.to_string();
-        self.fire("revocation", move |conn| {
-            if !db::revoke(conn, &token_id)? {
+        self.fire("revocation", move |backend| {
+            if !backend.revoke(&token_id)? {
                 tracing::warn!(token_id, "revoking an invite this store does not know");
             }
             Ok(())
@@ -204,13 +212,9 @@ impl Consults {
             subject: None,
             detail: None,
         };
-        self.fire("end of consult", move |conn| {
-            let tx = conn.transaction()?;
-            // Ended twice (the API and the room at once): one audit row.
-            if db::end_consult(&tx, &event.consult_id, rfc3339::unix_seconds(event.at))? {
-                db::insert_audit(&tx, &event)?;
-            }
-            tx.commit()
+        // Ended twice (the API and the room at once): one audit row (see `end_consult`).
+        self.fire("end of consult", move |backend| {
+            backend.end_consult(None, &event).map(|_| ())
         });
     }
 

@@ -4,7 +4,8 @@ use std::time::SystemTime;
 
 use signaling::Role;
 
-use super::db::{self, AuditRow, ConsultRow, InviteRow, ParticipationRow};
+use super::backend::Backend;
+use super::db::{AuditRow, ConsultRow, InviteRow, ParticipationRow};
 use super::token::{self, Claims};
 use super::{random, rfc3339, AuditAction, AuditEvent, Consults, StoreError};
 
@@ -87,7 +88,7 @@ impl Consults {
         );
         let issued = self.issue(&invites)?;
         let row = consult.clone();
-        self.call(move |conn| db::insert_consult(conn, &row, &invites, &events))
+        self.call(move |backend| backend.insert_consult(&row, &invites, &events))
             .await?;
         Ok((consult, issued))
     }
@@ -95,7 +96,7 @@ impl Consults {
     /// The clinic's consults, newest first.
     pub async fn list(&self, clinic: &str, limit: u32) -> Result<Vec<ConsultRow>, StoreError> {
         let clinic = clinic.to_string();
-        self.call(move |conn| db::list_consults(conn, &clinic, limit))
+        self.call(move |backend| backend.list_consults(&clinic, limit))
             .await
     }
 
@@ -105,7 +106,7 @@ impl Consults {
         clinic: &str,
         id: &str,
     ) -> Result<Option<(ConsultRow, Vec<IssuedInvite>)>, StoreError> {
-        let found = self.owned(clinic, id, db::invites).await?;
+        let found = self.owned(clinic, id, |b, id| b.invites(id)).await?;
         found
             .map(|(consult, invites)| Ok((consult, self.issue(&invites)?)))
             .transpose()
@@ -118,32 +119,18 @@ impl Consults {
         id: &str,
         now: i64,
     ) -> Result<EndOutcome, StoreError> {
-        let (clinic, id) = (clinic.to_string(), id.to_string());
-        self.call(move |conn| {
-            let tx = conn.transaction()?;
-            let Some(mut consult) = db::consult(&tx, &id)?.filter(|c| c.clinic == clinic) else {
-                return Ok(EndOutcome::NotFound);
-            };
-            if !db::end_consult(&tx, &id, now)? {
-                return Ok(EndOutcome::AlreadyEnded);
-            }
-            db::insert_audit(
-                &tx,
-                &AuditEvent {
-                    consult_id: id,
-                    at: rfc3339::system_time(now),
-                    action: AuditAction::Ended,
-                    actor: clinic,
-                    actor_role: Some(Role::Clinic),
-                    subject: None,
-                    detail: Some("through the operator API".into()),
-                },
-            )?;
-            tx.commit()?;
-            consult.ended_at = Some(now);
-            Ok(EndOutcome::Ended(consult))
-        })
-        .await
+        let clinic = clinic.to_string();
+        let ended = AuditEvent {
+            consult_id: id.to_string(),
+            at: rfc3339::system_time(now),
+            action: AuditAction::Ended,
+            actor: clinic.clone(),
+            actor_role: Some(Role::Clinic),
+            subject: None,
+            detail: Some("through the operator API".into()),
+        };
+        self.call(move |backend| backend.end_consult(Some(&clinic), &ended))
+            .await
     }
 
     /// The audit trail, oldest first, if the consult belongs to `clinic`.
@@ -152,7 +139,7 @@ impl Consults {
         clinic: &str,
         id: &str,
     ) -> Result<Option<(ConsultRow, Vec<AuditRow>)>, StoreError> {
-        self.owned(clinic, id, db::audit_events).await
+        self.owned(clinic, id, |b, id| b.audit_events(id)).await
     }
 
     /// The participation records, if the consult belongs to `clinic`.
@@ -161,7 +148,7 @@ impl Consults {
         clinic: &str,
         id: &str,
     ) -> Result<Option<(ConsultRow, Vec<ParticipationRow>)>, StoreError> {
-        self.owned(clinic, id, db::participation).await
+        self.owned(clinic, id, |b, id| b.participation(id)).await
     }
 
     /// The consult and `more(consult id)`, or None when it does not exist or belongs to
@@ -170,14 +157,14 @@ impl Consults {
         &self,
         clinic: &str,
         id: &str,
-        more: impl FnOnce(&rusqlite::Connection, &str) -> rusqlite::Result<T> + Send + 'static,
+        more: impl FnOnce(&mut dyn Backend, &str) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<Option<(ConsultRow, T)>, StoreError> {
         let (clinic, id) = (clinic.to_string(), id.to_string());
-        self.call(move |conn| {
-            let Some(consult) = db::consult(conn, &id)?.filter(|c| c.clinic == clinic) else {
+        self.call(move |backend| {
+            let Some(consult) = backend.consult(&id)?.filter(|c| c.clinic == clinic) else {
                 return Ok(None);
             };
-            let extra = more(conn, &id)?;
+            let extra = more(backend, &id)?;
             Ok(Some((consult, extra)))
         })
         .await
@@ -221,6 +208,7 @@ mod tests {
     async fn open(dir: &std::path::Path) -> Consults {
         Consults::open(StoreOptions {
             db_path: dir.join("consults.sqlite"),
+            database_url: None,
             token_secret: None,
             public_url: "https://consult.example".into(),
         })

@@ -1,15 +1,19 @@
-//! The store thread: owns the one SQLite connection and runs jobs sent over a channel, in
-//! order. Async callers await a oneshot reply; fire-and-forget jobs log their errors.
+//! The store thread: owns the one database connection (SQLite or PostgreSQL, behind
+//! `Backend`) and runs jobs sent over a channel, in order. Async callers await a oneshot
+//! reply; fire-and-forget jobs log their errors.
 
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::mpsc;
 
-use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::backend::Backend;
+use super::database_url::DatabaseUrl;
 use super::migrations::MigrationError;
-use super::{db, random, Consults};
+use super::pg::{self, PgBackend};
+use super::sqlite::SqliteBackend;
+use super::{random, Consults};
 
 /// Settings-table key of the generated token secret (hex).
 const SECRET_KEY: &str = "token_secret";
@@ -18,7 +22,10 @@ const DEV_OPERATOR_KEY: &str = "dev_operator_key";
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
+    /// SQLite file, used when `database_url` is None.
     pub db_path: PathBuf,
+    /// PostgreSQL shared by several nodes; None: SQLite at `db_path`.
+    pub database_url: Option<DatabaseUrl>,
     /// Configured secret; None: generated once and kept in the database.
     pub token_secret: Option<String>,
     /// Base of invite links, without a trailing slash.
@@ -42,6 +49,16 @@ pub enum StoreError {
     Migration(#[from] MigrationError),
     #[error("consult database: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("cannot connect to the consult database {target}: {}", pg::describe(.cause))]
+    PgConnect {
+        /// The URL without its password.
+        target: String,
+        cause: postgres::Error,
+    },
+    #[error("consult database (PostgreSQL): {}", pg::describe(.0))]
+    Pg(#[from] postgres::Error),
+    #[error("consult database: a row has an unknown role {0:?}")]
+    UnknownRole(String),
     #[error("cannot start the consult store thread: {0}")]
     Thread(std::io::Error),
     #[error("the consult store has stopped")]
@@ -50,7 +67,7 @@ pub enum StoreError {
     Disabled,
 }
 
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+type Job = Box<dyn FnOnce(&mut dyn Backend) + Send>;
 
 pub(super) struct Shared {
     jobs: mpsc::Sender<Job>,
@@ -64,16 +81,17 @@ impl Shared {
         let (ready, opened) = oneshot::channel();
         let StoreOptions {
             db_path,
+            database_url,
             token_secret,
             public_url,
         } = options;
         std::thread::Builder::new()
             .name("consult-store".into())
             .spawn(move || {
-                let mut conn = match open(&db_path, token_secret) {
-                    Ok((conn, secret)) => {
+                let mut backend = match open(&db_path, database_url.as_ref(), token_secret) {
+                    Ok((backend, secret)) => {
                         let _ = ready.send(Ok(secret));
-                        conn
+                        backend
                     }
                     Err(e) => {
                         let _ = ready.send(Err(e));
@@ -83,7 +101,8 @@ impl Shared {
                 // Ends when every handle is dropped, after running what they sent.
                 while let Ok(job) = queue.recv() {
                     // A bug in one job must not take the audit trail down with it.
-                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
+                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(backend.as_mut()))).is_err()
+                    {
                         tracing::error!("a consult store job panicked; the store goes on");
                     }
                 }
@@ -100,19 +119,33 @@ impl Shared {
 
 fn open(
     path: &std::path::Path,
+    database_url: Option<&DatabaseUrl>,
     configured_secret: Option<String>,
-) -> Result<(Connection, Vec<u8>), StoreError> {
-    let conn = db::open(path)?;
+) -> Result<(Box<dyn Backend>, Vec<u8>), StoreError> {
+    let mut backend: Box<dyn Backend> = match database_url {
+        Some(url) => Box::new(PgBackend::open(url)?),
+        None => Box::new(SqliteBackend::open(path)?),
+    };
     let secret = match configured_secret {
         Some(s) => s.into_bytes(),
-        // Kept in the database so invite links survive restarts.
+        // Kept in the database so invite links survive restarts; with PostgreSQL, the one
+        // row every node reads, so each node verifies the others' invites.
         None => {
-            let hex =
-                db::setting_or_insert(&conn, SECRET_KEY, || random::hex(&random::bytes::<32>()))?;
-            hex.into_bytes()
+            let made = random::hex(&random::bytes::<32>());
+            backend.setting_or_insert(SECRET_KEY, &made)?.into_bytes()
         }
     };
-    Ok((conn, secret))
+    Ok((backend, secret))
+}
+
+impl StoreOptions {
+    /// Where the records are, for logs: the SQLite path or the URL without its password.
+    pub fn describe(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.redacted(),
+            None => self.db_path.display().to_string(),
+        }
+    }
 }
 
 impl Consults {
@@ -123,29 +156,29 @@ impl Consults {
     /// Runs `f` on the store thread and waits for its result.
     pub(super) async fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+        f: impl FnOnce(&mut dyn Backend) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (reply, replied) = oneshot::channel();
         self.shared()?
             .jobs
-            .send(Box::new(move |conn| {
-                let _ = reply.send(f(conn));
+            .send(Box::new(move |backend| {
+                let _ = reply.send(f(backend));
             }))
             .map_err(|_| StoreError::Closed)?;
-        Ok(replied.await.map_err(|_| StoreError::Closed)??)
+        replied.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Queues `f` without waiting (the channel is unbounded, so this never blocks).
     pub(super) fn fire(
         &self,
         what: &'static str,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<()> + Send + 'static,
+        f: impl FnOnce(&mut dyn Backend) -> Result<(), StoreError> + Send + 'static,
     ) {
         let Some(shared) = self.inner.as_deref() else {
             return;
         };
-        let job: Job = Box::new(move |conn| {
-            if let Err(e) = f(conn) {
+        let job: Job = Box::new(move |backend| {
+            if let Err(e) = f(backend) {
                 tracing::error!("consult store: writing {what} failed: {e}");
             }
         });
@@ -168,11 +201,8 @@ impl Consults {
     /// The local dev operator's API key (used when no operator is configured): made once,
     /// then kept in the database so the printed link keeps working.
     pub async fn dev_operator_key(&self) -> Result<String, StoreError> {
-        self.call(|conn| {
-            db::setting_or_insert(conn, DEV_OPERATOR_KEY, || {
-                random::hex(&random::bytes::<24>())
-            })
-        })
-        .await
+        let made = random::hex(&random::bytes::<24>());
+        self.call(move |backend| backend.setting_or_insert(DEV_OPERATOR_KEY, &made))
+            .await
     }
 }

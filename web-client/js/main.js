@@ -24,6 +24,8 @@ const WAIT_RETRY_MS = 3000; // patient waiting for the consult to be opened
 const RECONNECT_BASE_MS = 500;
 const RECONNECT_CAP_MS = 3000;
 const RECONNECT_GIVE_UP_MS = 120_000;
+// Cluster redirects in a row before giving up (one is normal: the consult's node).
+const MAX_REDIRECTS = 5;
 // The server keeps our place this long (reconnect_grace, 30 s by default); after that a resume
 // cannot work and we join afresh.
 const RESUME_WINDOW_MS = 35_000;
@@ -275,7 +277,9 @@ function openSignaling(session, resume) {
   const mine = (fn) => (...args) => {
     if (app.session === session) fn(session, ...args);
   };
-  const sig = new Signaling(signalingUrl(), {
+  const url = app.nodeUrl ?? signalingUrl();
+  session.resuming = resume;
+  const sig = new Signaling(url, {
     onOpen: mine(() => {
       const { invite, room, name, role } = app.params;
       const creds = invite ? { invite } : { room, name, role };
@@ -352,6 +356,7 @@ function onMessage(session, msg) {
       app.waiting = false;
       if (ui.noticeCode('info') === 'notice.server_busy') ui.setNotice('info', null);
       app.participantId = msg.participant_id;
+      app.redirects = 0;
       if (msg.you) learnIdentity({ ...msg.you, title: msg.title, room: msg.room });
       else if (msg.title) learnIdentity({ title: msg.title });
       ui.setNotice('error', null);
@@ -421,6 +426,9 @@ function onMessage(session, msg) {
 }
 
 function onServerError(session, { code, message, retry_after_ms: retryAfter }) {
+    case 'redirect':
+      redirected(session, msg);
+      break;
   console.warn('server error', code, message);
   if (code === 'resume_failed') {
     // Our place is gone (the grace period passed): join afresh, with a new peer connection.
@@ -801,8 +809,32 @@ function resumeLater(session) {
   if (performance.now() - app.lostAt > RESUME_WINDOW_MS) {
     connectionLost(true);
     return;
+/**
+ * In a cluster the consult runs on another node: join there, the same way (fresh or resume).
+ * The server closes this socket next; a few hops at most, or something is wrong.
+ */
+function redirected(session, { url }) {
+  const valid = typeof url === 'string' && /^wss?:\/\/[^\s/]+\/ws$/.test(url);
+  app.redirects = (app.redirects ?? 0) + 1;
+  if (!valid || app.redirects > MAX_REDIRECTS) {
+    note(`redirect refused: ${url}`);
+    app.nodeUrl = null;
+    fail('error.generic', { code: 'redirect' });
+    return;
+  }
+  note(`redirect -> ${url}`);
+  app.nodeUrl = url;
+  const old = session.sig;
+  session.sig = null;
+  old?.close();
+  openSignaling(session, session.resuming);
+}
+
   }
   ui.setStatus('status.reconnecting', 'warn');
+  // A node we were sent to that cannot be reached (it died): back to the address we came in
+  // by, which knows where the consult runs now.
+  if (!wasOpen && app.nodeUrl) app.nodeUrl = null;
   clearTimeout(app.timer);
   // The first try at once (jittered): a phone that changed networks is usually reachable again.
   const delay = app.retries === 1 ? 100 + 200 * Math.random() : reconnectDelay(app.retries - 1);

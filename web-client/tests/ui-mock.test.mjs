@@ -222,6 +222,51 @@ test('a dropped socket resumes as the same participant with the same peer connec
   await page.close();
 });
 
+test('cluster: a redirect is followed with the same join, a resume goes to the consult\'s node, a bad one is refused', { timeout: 30_000 }, async () => {
+  const page = await browser.newPage('redirect');
+  const sockets = [];
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    const entry = { url: ws.url(), joins: [] };
+    sockets.push(entry);
+    ws.onMessage((data) => {
+      const msg = JSON.parse(String(data));
+      if (msg.type !== 'join') return;
+      entry.joins.push(msg);
+      if (!ws.url().includes('node-2.test')) {
+        ws.send(JSON.stringify({ v: 1, type: 'redirect', url: 'ws://node-2.test:8443/ws' }));
+        ws.close();
+        return;
+      }
+      ws.send(JSON.stringify({ v: 1, type: 'joined', participant_id: 'p4', room: 'c-1', title: 'T', you: you('p4', 'Chị Hoa', 'patient'),
+        participants: [], video_layers: layers, resume_token: 'token-n2', resumed: !!msg.resume }));
+    });
+  });
+  await page.goto(`${server.baseUrl}/?invite=aaa.bbb.ccc&lang=en`);
+  await page.waitForSelector('#call-screen', { state: 'visible', timeout: 5_000 });
+  assert.equal(sockets.length, 2, 'one redirect, one join');
+  assert.equal(sockets[1].url, 'ws://node-2.test:8443/ws');
+  assert.deepEqual(sockets[1].joins[0], sockets[0].joins[0], 'the same join on the consult\'s node');
+
+  // The socket to the consult's node drops: the resume goes straight back there.
+  await page.evaluate(() => window.consult.dropSignaling());
+  await waitFor(() => sockets.length >= 3 && sockets[2].joins.length > 0, { timeoutMs: 8_000, what: 'the resume' });
+  assert.equal(sockets[2].url, 'ws://node-2.test:8443/ws');
+  assert.equal(sockets[2].joins[0].resume, 'token-n2');
+  await page.close();
+
+  // A redirect anywhere but a node's signaling socket is not followed.
+  const bad = await browser.newPage('bad-redirect');
+  const seen = [];
+  await bad.routeWebSocket(/\/ws$/, (ws) => {
+    seen.push(ws.url());
+    ws.onMessage(() => ws.send(JSON.stringify({ v: 1, type: 'redirect', url: 'javascript:alert(1)' })));
+  });
+  await bad.goto(`${server.baseUrl}/?invite=aaa.bbb.ccc&lang=en`);
+  await bad.waitForSelector('#end-screen', { state: 'visible', timeout: 5_000 });
+  assert.equal(seen.length, 1, 'no second socket');
+  await bad.close();
+});
+
 test('operator page against a scripted API', { timeout: 30_000 }, async () => {
   const page = await browser.newPage('operator');
   const requests = [];

@@ -331,6 +331,11 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         estimate_bps: Option<u64>,
     },
+    /// In a cluster, answering `join`: the consult runs on another node. Open `url` and send
+    /// the same `join` there; the server closes this socket next.
+    Redirect {
+        url: String,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -405,6 +410,8 @@ pub enum ErrorCode {
     ServerBusy,
     /// The resume token is invalid or expired, or the participant is gone: join afresh.
     ResumeFailed,
+    /// Never sent as an `error`: a join answered with `redirect` (metrics only).
+    Redirected,
 }
 
 impl ErrorCode {
@@ -431,6 +438,7 @@ impl ErrorCode {
             ErrorCode::JoinTimeout => "join_timeout",
             ErrorCode::ServerBusy => "server_busy",
             ErrorCode::ResumeFailed => "resume_failed",
+            ErrorCode::Redirected => "redirected",
         }
     }
 }

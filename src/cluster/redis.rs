@@ -1,0 +1,280 @@
+//! A small Redis client: one TCP connection, commands one at a time, reconnect on the next
+//! command after any failure. Cluster traffic is a heartbeat a second and a lookup per join,
+//! so there is nothing to pipeline.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+use super::resp::{self, Reply, RespError};
+
+/// A command that takes longer means Redis (or the path to it) is in trouble: joins must not
+/// hang on it.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RedisError {
+    #[error("cannot reach redis at {addr}: {cause}")]
+    Connect { addr: String, cause: std::io::Error },
+    #[error("redis at {addr}: {cause}")]
+    Io { addr: String, cause: std::io::Error },
+    #[error("redis at {addr} did not answer within {COMMAND_TIMEOUT:?}")]
+    Timeout { addr: String },
+    #[error("redis at {addr} closed the connection")]
+    Closed { addr: String },
+    #[error(transparent)]
+    Protocol(#[from] RespError),
+    /// The command was refused (`-ERR ...`, `-NOAUTH ...`); the connection is fine.
+    #[error("redis refused {command}: {message}")]
+    Refused { command: String, message: String },
+    #[error("redis {command}: unexpected reply {reply:?}")]
+    Unexpected { command: String, reply: Reply },
+}
+
+/// Where Redis is: `redis://[:password@]host[:port][/db]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    pub host: String,
+    pub port: u16,
+    pub password: Option<String>,
+    pub db: u32,
+}
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// Without the password: safe for logs and `--check-config`.
+impl std::fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let auth = if self.password.is_some() { ":***@" } else { "" };
+        write!(f, "redis://{auth}{}:{}/{}", self.host, self.port, self.db)
+    }
+}
+
+impl std::str::FromStr for RedisUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let rest = s
+            .strip_prefix("redis://")
+            .ok_or("must start with redis:// (TLS to Redis is not supported: keep it on a private network)")?;
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((a, r)) => (Some(a), r),
+            None => (None, rest),
+        };
+        let password = match auth {
+            None => None,
+            Some(a) => {
+                let p = a.split_once(':').map(|(_, p)| p).unwrap_or(a);
+                (!p.is_empty()).then(|| p.to_string())
+            }
+        };
+        let (hostport, db) = match rest.split_once('/') {
+            Some((h, "")) => (h, 0),
+            Some((h, d)) => (
+                h,
+                d.parse()
+                    .map_err(|_| format!("database {d:?} is not a number"))?,
+            ),
+            None => (rest, 0),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h,
+                p.parse()
+                    .map_err(|_| format!("port {p:?} is not a number"))?,
+            ),
+            _ => (hostport, 6379),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        Ok(RedisUrl {
+            host: host.to_string(),
+            port,
+            password,
+            db,
+        })
+    }
+}
+
+pub struct Redis {
+    url: RedisUrl,
+    addr_text: String,
+    conn: Mutex<Option<Conn>>,
+}
+
+struct Conn {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Redis {
+    /// Connects once, so a wrong address or password is reported at start.
+    pub async fn connect(url: RedisUrl) -> Result<Self, RedisError> {
+        let addr_text = format!("{}:{}", url.host, url.port);
+        let redis = Redis {
+            url,
+            addr_text,
+            conn: Mutex::new(None),
+        };
+        redis.command(&[b"PING"]).await?;
+        Ok(redis)
+    }
+
+    pub fn url(&self) -> &RedisUrl {
+        &self.url
+    }
+
+    /// Runs one command; a `-ERR` reply is `Refused`. After a connection failure the next
+    /// command reconnects.
+    pub async fn command(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
+        let mut slot = self.conn.lock().await;
+        // Out of the slot while in use: if this future is dropped mid-reply (a cancelled
+        // task), the half-read connection goes with it instead of confusing the next command.
+        let mut conn = match slot.take() {
+            Some(c) => c,
+            None => self.open().await?,
+        };
+        let result =
+            match tokio::time::timeout(COMMAND_TIMEOUT, self.roundtrip(&mut conn, args)).await {
+                Ok(r) => r,
+                Err(_) => Err(RedisError::Timeout {
+                    addr: self.addr_text.clone(),
+                }),
+            };
+        match result {
+            Ok(Reply::Error(message)) => {
+                *slot = Some(conn);
+                Err(RedisError::Refused {
+                    command: command_name(args),
+                    message,
+                })
+            }
+            Ok(reply) => {
+                *slot = Some(conn);
+                Ok(reply)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn open(&self) -> Result<Conn, RedisError> {
+        let stream =
+            TcpStream::connect(&self.addr_text)
+                .await
+                .map_err(|cause| RedisError::Connect {
+                    addr: self.addr_text.clone(),
+                    cause,
+                })?;
+        let _ = stream.set_nodelay(true);
+        let mut conn = Conn {
+            stream,
+            buf: Vec::with_capacity(4096),
+        };
+        if let Some(p) = &self.url.password {
+            self.expect_ok(&mut conn, &[b"AUTH", p.as_bytes()]).await?;
+        }
+        if self.url.db != 0 {
+            let db = self.url.db.to_string();
+            self.expect_ok(&mut conn, &[b"SELECT", db.as_bytes()])
+                .await?;
+        }
+        Ok(conn)
+    }
+
+    async fn expect_ok(&self, conn: &mut Conn, args: &[&[u8]]) -> Result<(), RedisError> {
+        match self.roundtrip(conn, args).await? {
+            Reply::Status(_) => Ok(()),
+            Reply::Error(message) => Err(RedisError::Refused {
+                command: command_name(args),
+                message,
+            }),
+            reply => Err(RedisError::Unexpected {
+                command: command_name(args),
+                reply,
+            }),
+        }
+    }
+
+    async fn roundtrip(&self, conn: &mut Conn, args: &[&[u8]]) -> Result<Reply, RedisError> {
+        let io = |cause| RedisError::Io {
+            addr: self.addr_text.clone(),
+            cause,
+        };
+        let mut out = Vec::with_capacity(64);
+        resp::encode(args, &mut out);
+        conn.stream.write_all(&out).await.map_err(io)?;
+        conn.buf.clear();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some((reply, used)) = resp::parse(&conn.buf)? {
+                if used != conn.buf.len() {
+                    // One command, one reply: anything after it means we are out of step.
+                    return Err(RedisError::Unexpected {
+                        command: command_name(args),
+                        reply,
+                    });
+                }
+                return Ok(reply);
+            }
+            let n = conn.stream.read(&mut chunk).await.map_err(io)?;
+            if n == 0 {
+                return Err(RedisError::Closed {
+                    addr: self.addr_text.clone(),
+                });
+            }
+            conn.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn command_name(args: &[&[u8]]) -> String {
+    args.first()
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls_and_hides_the_password() {
+        let cases: &[(&str, &str, Option<&str>)] = &[
+            ("redis://127.0.0.1:7000", "redis://127.0.0.1:7000/0", None),
+            ("redis://redis", "redis://redis:6379/0", None),
+            (
+                "redis://:s3cret@10.0.0.5:6380/2",
+                "redis://:***@10.0.0.5:6380/2",
+                Some("s3cret"),
+            ),
+            ("redis://user:pw@h/", "redis://:***@h:6379/0", Some("pw")),
+            ("redis://[::1]:7001", "redis://::1:7001/0", None),
+        ];
+        for (input, shown, password) in cases {
+            let url: RedisUrl = input.parse().unwrap();
+            assert_eq!(url.to_string(), *shown, "{input}");
+            assert_eq!(url.password.as_deref(), *password, "{input}");
+        }
+    }
+
+    #[test]
+    fn refuses_bad_urls() {
+        for bad in [
+            "http://x",
+            "redis://",
+            "redis://h:port",
+            "redis://h:1/x",
+            "rediss://h",
+        ] {
+            assert!(bad.parse::<RedisUrl>().is_err(), "{bad}");
+        }
+    }
+}

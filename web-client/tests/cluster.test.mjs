@@ -1,0 +1,94 @@
+// Three nodes sharing a redis-server (started here on a free loopback port): a consult whose
+// three Chromium participants open their links on three different nodes runs on one node (the
+// two others are redirected there by the server) and everyone sees and hears everyone.
+// Run: npm test (needs target/release/consult-sfu, /usr/bin/chromium and redis-server).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { joinUrl, launchBrowser, randomRoom, startServer, waitFor } from './lib/harness.mjs';
+import { everyoneSeesEveryone, freePort } from './lib/consult.mjs';
+
+async function startRedis() {
+  const port = await freePort('tcp');
+  const dir = mkdtempSync(join(tmpdir(), 'consult-redis-'));
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+  const listening = () => new Promise((res) => {
+    const s = connect(port, '127.0.0.1', () => { s.end(); res(true); });
+    s.once('error', () => res(false));
+  });
+  await waitFor(listening, { timeoutMs: 5_000, intervalMs: 50, what: `redis-server on ${port}` });
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop() {
+      proc.kill('SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function metric(node, name) {
+  const text = await (await fetch(`${node.baseUrl}/metrics`)).text();
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : null;
+}
+
+test('a consult whose participants start on three nodes runs on one; everyone sees and hears everyone', { timeout: 150_000 }, async () => {
+  const redis = await startRedis();
+  const nodes = [];
+  const bots = [];
+  const describe = async () => {
+    const out = [];
+    for (const b of bots) {
+      const log = await b.page.evaluate(() => window.consult?.log?.slice(-12).join('\n    ')).catch((e) => String(e));
+      out.push(`  ${b.name} (entered at ${b.entry}):\n    ${log}`);
+    }
+    for (const [i, n] of nodes.entries()) out.push(`  node n${i + 1} log (tail):\n${n.log().split('\n').slice(-10).join('\n')}`);
+    return out.join('\n');
+  };
+  try {
+    for (let i = 1; i <= 3; i++) {
+      const port = await freePort('tcp');
+      nodes.push(await startServer({
+        httpAddr: `127.0.0.1:${port}`,
+        env: { CONSULT_REDIS_URL: redis.url, CONSULT_NODE_ID: `n${i}`, CONSULT_ADVERTISE_URL: `http://127.0.0.1:${port}` },
+      }));
+    }
+    // A heartbeat from each, so every node is in the directory and knows the others' origins.
+    await new Promise((r) => setTimeout(r, 1500));
+
+    const room = randomRoom('cluster');
+    const who = [['clinic', 'Phòng khám Bắc Hà'], ['specialist', 'BS. Lan'], ['patient', 'Chị Hoa']];
+    for (const [i, [role, name]] of who.entries()) {
+      const browser = await launchBrowser();
+      const page = await browser.newPage();
+      await page.goto(joinUrl(nodes[i].baseUrl, { room, name, role }));
+      bots.push({ name: role, entry: `n${i + 1}`, browser, page });
+    }
+    const t0 = performance.now();
+    await everyoneSeesEveryone(bots, 40_000, 'everyone to see and hear everyone across nodes', describe);
+    console.log(`# cluster: all three see and hear each other ${((performance.now() - t0) / 1000).toFixed(1)} s after the pages opened`);
+
+    const rooms = await Promise.all(nodes.map((n) => metric(n, 'consult_rooms')));
+    const participants = await Promise.all(nodes.map((n) => metric(n, 'consult_participants')));
+    const redirects = await Promise.all(nodes.map((n) => metric(n, 'consult_cluster_redirects_total')));
+    console.log(`# cluster: rooms per node ${rooms}, participants ${participants}, redirects ${redirects}`);
+    assert.deepEqual(rooms.filter((r) => r === 1).length, 1, `one node holds the consult: ${rooms}`);
+    assert.equal(participants.reduce((a, b) => a + b, 0), 3, `all three on that node: ${participants}`);
+    const home = rooms.indexOf(1);
+    assert.equal(participants[home], 3);
+    for (const b of bots) {
+      const log = await b.page.evaluate(() => window.consult.log.join('\n'));
+      const cameElsewhere = b.entry !== `n${home + 1}`;
+      assert.equal(/redirect -> /.test(log), cameElsewhere, `${b.name} entered at ${b.entry}, consult on n${home + 1}:\n${log}`);
+    }
+  } finally {
+    for (const b of bots) await b.browser.close().catch(() => {});
+    for (const n of nodes) await n.stop();
+    redis.stop();
+  }
+});
