@@ -26,6 +26,11 @@ const RECONNECT_CAP_MS = 3000;
 const RECONNECT_GIVE_UP_MS = 120_000;
 // Cluster redirects in a row before giving up (one is normal: the consult's node).
 const MAX_REDIRECTS = 5;
+// The node we were redirected to is dead, the one we came in by is alive: ask it again soon
+// (it places the consult elsewhere once the dead node leaves the directory, within 2 s), without
+// the growing backoff meant for a server that is down or overloaded.
+const DEAD_NODE_RETRY_MS = 700;
+const MAX_DEAD_NODE_RETRIES = 20;
 // The server keeps our place this long (reconnect_grace, 30 s by default); after that a resume
 // cannot work and we join afresh.
 const RESUME_WINDOW_MS = 35_000;
@@ -61,6 +66,9 @@ const app = {
   local: null, // {stream, notice, error}
   mediaPromise: null,
   muted: { audio: false, video: false },
+  // Our own mute toggles the server has not echoed yet (kind -> muted): a socket can die
+  // silently with one in it, so they are sent again after a resume.
+  muteUnconfirmed: { audio: null, video: null },
   waiting: false,
   retries: 0,
   timer: null,
@@ -142,7 +150,10 @@ function toggleMute(kind) {
   if (!track) return;
   app.muted[kind] = !app.muted[kind];
   track.enabled = !app.muted[kind];
-  if (app.session?.joined) app.session.sig.send('mute', { kind, muted: app.muted[kind] });
+  if (app.session?.joined) {
+    app.session.sig.send('mute', { kind, muted: app.muted[kind] });
+    app.muteUnconfirmed[kind] = app.muted[kind];
+  }
   if (kind === 'audio' && !app.muted.audio && ui.noticeCode('info') === 'mute.byOperator') ui.setNotice('info', null);
   renderLocal();
 }
@@ -150,6 +161,8 @@ function toggleMute(kind) {
 /** `mute_changed` about ourselves: the clinic operator muted us (`by`); we may unmute. */
 function mutedByServer({ kind, muted, by }) {
   if (kind !== 'audio' && kind !== 'video') return;
+  // Our toggle's echo confirms it; the operator's mute overrides it.
+  if (by || app.muteUnconfirmed[kind] === !!muted) app.muteUnconfirmed[kind] = null;
   app.muted[kind] = !!muted;
   const track = localTrack(kind);
   if (track) track.enabled = !muted;
@@ -246,6 +259,7 @@ function startJoin(params) {
   app.closedReason = null;
   app.errorCode = null;
   app.muted = { audio: false, video: false };
+  app.muteUnconfirmed = { audio: null, video: null };
   app.qualityNoticeDismissed = false;
   ui.setNotice('error', null);
   ui.setNotice('info', null);
@@ -278,6 +292,8 @@ function openSignaling(session, resume) {
     if (app.session === session) fn(session, ...args);
   };
   const url = app.nodeUrl ?? signalingUrl();
+  // Hops are counted from the address we came in by.
+  if (!app.nodeUrl) app.redirects = 0;
   session.resuming = resume;
   const sig = new Signaling(url, {
     onOpen: mine(() => {
@@ -347,6 +363,8 @@ function onMessage(session, msg) {
       ensureMedia(); // the camera preview while waiting; ready when admitted
       break;
     case 'joined':
+      app.redirects = 0;
+      app.deadNodeRetries = 0;
       if (msg.resume_token) app.resumeToken = msg.resume_token;
       if (msg.resumed && session.call) {
         resumed(session, msg);
@@ -356,7 +374,6 @@ function onMessage(session, msg) {
       app.waiting = false;
       if (ui.noticeCode('info') === 'notice.server_busy') ui.setNotice('info', null);
       app.participantId = msg.participant_id;
-      app.redirects = 0;
       if (msg.you) learnIdentity({ ...msg.you, title: msg.title, room: msg.room });
       else if (msg.title) learnIdentity({ title: msg.title });
       ui.setNotice('error', null);
@@ -417,6 +434,9 @@ function onMessage(session, msg) {
     case 'connection_quality':
       onQuality(msg);
       break;
+    case 'redirect':
+      redirected(session, msg);
+      break;
     case 'error':
       onServerError(session, msg);
       break;
@@ -426,9 +446,6 @@ function onMessage(session, msg) {
 }
 
 function onServerError(session, { code, message, retry_after_ms: retryAfter }) {
-    case 'redirect':
-      redirected(session, msg);
-      break;
   console.warn('server error', code, message);
   if (code === 'resume_failed') {
     // Our place is gone (the grace period passed): join afresh, with a new peer connection.
@@ -778,6 +795,19 @@ function resumed(session, msg) {
   }
   ui.setNotice('error', null);
   sendPreference(session);
+  // A mute toggled while the old socket was silently dead never reached the server: send it
+  // again. Without one pending, the server's state is the newer (the operator may have muted
+  // us meanwhile).
+  for (const kind of ['audio', 'video']) {
+    const pending = app.muteUnconfirmed[kind];
+    const known = msg.you?.[`${kind}_muted`];
+    if (pending != null) {
+      session.sig.send('mute', { kind, muted: pending });
+      note(`-> mute ${kind}=${pending} (again after the resume)`);
+    } else if (typeof known === 'boolean' && known !== app.muted[kind] && localTrack(kind)) {
+      mutedByServer({ kind, muted: known });
+    }
+  }
   // Media may have died with the socket (an address change) while ICE still says connected,
   // and Chromium takes 5-7 s to notice: after a socket that broke (1006) restart ICE at once.
   // A restart costs no media when the old path still works (the old pair carries it until the
@@ -787,28 +817,6 @@ function resumed(session, msg) {
   setState('connected');
 }
 
-function onSignalingClosed(session, { wasOpen, code }) {
-  note(`ws closed code=${code} open=${wasOpen}`);
-  session.lostCode = code;
-  if (app.closedReason) return;
-  if (session.joined && session.call && app.resumeToken) {
-    resumeLater(session);
-    return;
-  }
-  connectionLost(wasOpen);
-}
-
-/**
- * The socket dropped while in the consult: keep the peer connection (media may still flow) and
- * come back on a new socket as the same participant, with backoff and jitter. Past the
- * server's grace period a resume cannot work: join afresh.
- */
-function resumeLater(session) {
-  app.retries += 1;
-  if (app.retries === 1) app.lostAt = performance.now();
-  if (performance.now() - app.lostAt > RESUME_WINDOW_MS) {
-    connectionLost(true);
-    return;
 /**
  * In a cluster the consult runs on another node: join there, the same way (fresh or resume).
  * The server closes this socket next; a few hops at most, or something is wrong.
@@ -830,11 +838,45 @@ function redirected(session, { url }) {
   openSignaling(session, session.resuming);
 }
 
-  }
-  ui.setStatus('status.reconnecting', 'warn');
+function onSignalingClosed(session, { wasOpen, code }) {
+  note(`ws closed code=${code} open=${wasOpen}`);
   // A node we were sent to that cannot be reached (it died): back to the address we came in
   // by, which knows where the consult runs now.
-  if (!wasOpen && app.nodeUrl) app.nodeUrl = null;
+  // Bounded: a node the directory keeps naming but we cannot reach (a partition) gets the normal
+  // backoff after a while.
+  if (!wasOpen && app.nodeUrl) {
+    app.nodeUrl = null;
+    app.deadNodeRetries = (app.deadNodeRetries ?? 0) + 1;
+    session.deadNode = app.deadNodeRetries <= MAX_DEAD_NODE_RETRIES;
+  }
+  session.lostCode = code;
+  if (app.closedReason) return;
+  if (session.joined && session.call && app.resumeToken) {
+    resumeLater(session);
+    return;
+  }
+  connectionLost(wasOpen);
+}
+
+/**
+ * The socket dropped while in the consult: keep the peer connection (media may still flow) and
+ * come back on a new socket as the same participant, with backoff and jitter. Past the
+ * server's grace period a resume cannot work: join afresh.
+ */
+function resumeLater(session) {
+  if (session.deadNode) {
+    retrySoon(() => {
+      if (app.session === session) openSignaling(session, app.resumeToken);
+    });
+    return;
+  }
+  app.retries += 1;
+  if (app.retries === 1) app.lostAt = performance.now();
+  if (performance.now() - app.lostAt > RESUME_WINDOW_MS) {
+    connectionLost(true);
+    return;
+  }
+  ui.setStatus('status.reconnecting', 'warn');
   clearTimeout(app.timer);
   // The first try at once (jittered): a phone that changed networks is usually reachable again.
   const delay = app.retries === 1 ? 100 + 200 * Math.random() : reconnectDelay(app.retries - 1);
@@ -849,7 +891,20 @@ export function reconnectDelay(n, random = Math.random) {
   return Math.round(base * (0.7 + 0.6 * random()));
 }
 
+/** Again at the address we came in by, after a dead node: soon, jittered, no backoff. */
+function retrySoon(fn) {
+  ui.setStatus('status.reconnecting', 'warn');
+  clearTimeout(app.timer);
+  app.timer = setTimeout(fn, DEAD_NODE_RETRY_MS * (0.7 + 0.6 * Math.random()));
+}
+
 function connectionLost(wasOpen) {
+  if (app.session?.deadNode && !wasOpen) {
+    endSession();
+    setState(app.waiting ? 'waiting' : 'joining');
+    retrySoon(connect);
+    return;
+  }
   endSession();
   app.retries += 1;
   if (app.retries === 1) app.lostAt = performance.now();
@@ -938,6 +993,7 @@ window.consult = {
   get quality() { return app.remotes.quality; }, // Map participant_id -> 'good' | 'fair' | 'poor' (yourself too)
   get reconnecting() { return app.remotes.reconnecting; }, // Set of participant ids shown as reconnecting
   get resumes() { return app.resumes; }, // successful resumes on a new socket
+  get muted() { return { ...app.muted }; }, // our own {audio, video} mute state
   /** Drops the WebSocket as a lost connection would (no `leave`): the client resumes. */
   dropSignaling() { app.session?.sig?.ws?.close(4000, 'test: connection dropped'); },
   get activeRids() { return app.session?.call?.activeRids ?? null; }, // rids our camera sends now, or null
