@@ -53,6 +53,9 @@ load-tests/attack.sh
 log "admission control: joins over the node's participant cap get server_busy, running consults unaffected"
 CAP=15 DURATION=8 PUSH_ROOMS=3 load-tests/admission.sh
 
+log "cluster: 3 nodes, Redis directory, PostgreSQL; balance, racing joins, kill -9 failover, audit kept"
+load-tests/cluster.sh
+
 log "browser tests"
 (cd web-client && npm ci --no-audit --no-fund --loglevel=error && npm test)
 

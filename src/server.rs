@@ -409,6 +409,7 @@ async fn serve(
             registry.clone(),
             metrics.clone(),
             options.allowed_origins.clone(),
+            options.admission.max_participants,
         ))
     });
     let tcp_routes = listeners
@@ -572,6 +573,7 @@ async fn heartbeat(
     registry: Registry,
     metrics: Arc<Metrics>,
     origins: crate::web_security::AllowedOrigins,
+    max_participants: Option<usize>,
 ) {
     let mut probe = crate::cluster::LoadProbe::new();
     let mut tick = tokio::time::interval(crate::cluster::HEARTBEAT);
@@ -587,11 +589,15 @@ async fn heartbeat(
             metrics.rtp_bytes_out.get(),
             crate::admission::monitor::read_cpu_seconds(),
         );
+        let participants = u64::try_from(metrics.participants.get()).unwrap_or(0);
+        // A full node keeps its consults but is not given new ones (their joins would only
+        // be refused with server_busy).
+        let full = max_participants.is_some_and(|cap| participants >= cap as u64);
         let load = crate::cluster::NodeLoad {
-            participants: u64::try_from(metrics.participants.get()).unwrap_or(0),
+            participants,
             bitrate_bps,
             cpu,
-            accepting: !registry.is_draining() && metrics.admission_busy.get() == 0,
+            accepting: !registry.is_draining() && metrics.admission_busy.get() == 0 && !full,
         };
         let result = match cluster.heartbeat(&load, &registry.room_ids()).await {
             Ok(()) => cluster.nodes().await,

@@ -130,8 +130,9 @@ fn postgres_backend() {
             ),
             "an invite cannot be checked"
         );
-        // Fire-and-forget writes are logged as lost, and the store goes on.
+        // Fire-and-forget writes are kept, in order, while the database is away.
         consults.audit(event(&consult.id, AuditAction::Joined, "Lan"));
+        consults.audit(event(&consult.id, AuditAction::Left, "Lan"));
         consults.flush().await.unwrap();
     });
     pg.start_again();
@@ -139,6 +140,22 @@ fn postgres_backend() {
         assert!(
             consults.verify_invite(&invite).await.is_ok(),
             "the next job connects again"
+        );
+        consults.flush().await.unwrap();
+        let (_, trail) = consults
+            .audit_trail("A", &consult.id)
+            .await
+            .unwrap()
+            .unwrap();
+        let lan: Vec<&str> = trail
+            .iter()
+            .filter(|e| e.actor == "Lan")
+            .map(|e| e.action.as_str())
+            .collect();
+        assert_eq!(
+            lan,
+            ["joined", "left"],
+            "written after the outage, in order: {trail:?}"
         );
     });
     drop(consults);

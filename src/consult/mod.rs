@@ -16,6 +16,7 @@ mod database_url;
 mod db;
 mod migrations;
 mod ops;
+mod pending;
 mod pg;
 mod pg_schema;
 pub mod random;
@@ -223,7 +224,7 @@ impl Consults {
         if self.inner.is_none() {
             return Ok(());
         }
-        self.call(|_| Ok(())).await
+        self.flush_jobs().await
     }
 }
 

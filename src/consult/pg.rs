@@ -135,12 +135,17 @@ fn connection_lost(client: &Client, e: &StoreError) -> bool {
     let StoreError::Pg(e) = e else {
         return false;
     };
+    client.is_closed() || is_unavailable(e)
+}
+
+/// The server or the path to it failed, not the statement.
+pub fn is_unavailable(e: &postgres::Error) -> bool {
     // 08: connection exception; 57P: the server is shutting down or restarting.
     let sqlstate = e
         .code()
         .is_some_and(|c| c.code().starts_with("08") || c.code().starts_with("57P"));
     let io = std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>());
-    client.is_closed() || e.is_closed() || sqlstate || io
+    e.is_closed() || sqlstate || io
 }
 
 const CONSULT_COLUMNS: &str = "id, clinic, title, scheduled_at, created_at, ended_at";

@@ -5,12 +5,14 @@
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::mpsc;
+use std::time::Instant;
 
 use tokio::sync::oneshot;
 
 use super::backend::Backend;
 use super::database_url::DatabaseUrl;
 use super::migrations::MigrationError;
+use super::pending::{Pending, WriteFn};
 use super::pg::{self, PgBackend};
 use super::sqlite::SqliteBackend;
 use super::{random, Consults};
@@ -67,7 +69,27 @@ pub enum StoreError {
     Disabled,
 }
 
-type Job = Box<dyn FnOnce(&mut dyn Backend) + Send>;
+impl StoreError {
+    /// The database could not be reached (not a bad statement): a write may succeed later.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            StoreError::PgConnect { .. } => true,
+            StoreError::Pg(e) => pg::is_unavailable(e),
+            _ => false,
+        }
+    }
+}
+
+type CallFn = Box<dyn FnOnce(&mut dyn Backend) + Send>;
+
+enum Job {
+    /// A read or a write whose caller waits for the result.
+    Call(CallFn),
+    /// Fire and forget: kept and tried again while the database is unreachable.
+    Write { what: &'static str, write: WriteFn },
+    /// Replies once every earlier job ran, kept writes included if the database is back.
+    Flush(oneshot::Sender<()>),
+}
 
 pub(super) struct Shared {
     jobs: mpsc::Sender<Job>,
@@ -98,11 +120,40 @@ impl Shared {
                         return;
                     }
                 };
+                let mut pending = Pending::new();
                 // Ends when every handle is dropped, after running what they sent.
-                while let Ok(job) = queue.recv() {
+                loop {
+                    let next = match pending.wait(Instant::now()) {
+                        None => queue.recv().ok(),
+                        Some(wait) => match queue.recv_timeout(wait) {
+                            Ok(job) => Some(job),
+                            Err(mpsc::RecvTimeoutError::Timeout) => {
+                                pending.retry(backend.as_mut(), Instant::now(), false);
+                                continue;
+                            }
+                            Err(mpsc::RecvTimeoutError::Disconnected) => None,
+                        },
+                    };
+                    let Some(job) = next else {
+                        pending.retry(backend.as_mut(), Instant::now(), true);
+                        break;
+                    };
                     // A bug in one job must not take the audit trail down with it.
-                    if std::panic::catch_unwind(AssertUnwindSafe(|| job(backend.as_mut()))).is_err()
-                    {
+                    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        let now = Instant::now();
+                        match job {
+                            Job::Call(f) => f(backend.as_mut()),
+                            Job::Write { what, write } => {
+                                pending.retry(backend.as_mut(), now, false);
+                                pending.write(backend.as_mut(), what, write, now);
+                            }
+                            Job::Flush(done) => {
+                                pending.retry(backend.as_mut(), now, true);
+                                let _ = done.send(());
+                            }
+                        }
+                    }));
+                    if ran.is_err() {
                         tracing::error!("a consult store job panicked; the store goes on");
                     }
                 }
@@ -161,30 +212,41 @@ impl Consults {
         let (reply, replied) = oneshot::channel();
         self.shared()?
             .jobs
-            .send(Box::new(move |backend| {
+            .send(Job::Call(Box::new(move |backend| {
                 let _ = reply.send(f(backend));
-            }))
+            })))
             .map_err(|_| StoreError::Closed)?;
         replied.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Queues `f` without waiting (the channel is unbounded, so this never blocks).
+    /// Queues `f` without waiting (the channel is unbounded, so this never blocks). If the
+    /// database cannot be reached, `f` is kept and run again when it is back (`pending`).
     pub(super) fn fire(
         &self,
         what: &'static str,
-        f: impl FnOnce(&mut dyn Backend) -> Result<(), StoreError> + Send + 'static,
+        f: impl Fn(&mut dyn Backend) -> Result<(), StoreError> + Send + 'static,
     ) {
         let Some(shared) = self.inner.as_deref() else {
             return;
         };
-        let job: Job = Box::new(move |backend| {
-            if let Err(e) = f(backend) {
-                tracing::error!("consult store: writing {what} failed: {e}");
-            }
-        });
+        let job = Job::Write {
+            what,
+            write: Box::new(f),
+        };
         if shared.jobs.send(job).is_err() {
             tracing::error!("consult store stopped: {what} lost");
         }
+    }
+
+    /// Waits until every job sent before runs (for shutdown and tests); writes kept during an
+    /// outage are tried once more first.
+    pub(super) async fn flush_jobs(&self) -> Result<(), StoreError> {
+        let (done, flushed) = oneshot::channel();
+        self.shared()?
+            .jobs
+            .send(Job::Flush(done))
+            .map_err(|_| StoreError::Closed)?;
+        flushed.await.map_err(|_| StoreError::Closed)
     }
 
     /// The secret invite tokens are signed with.

@@ -174,6 +174,7 @@ pub(crate) async fn join(
             ws,
             at: Instant::now(),
             janus: Some(janus),
+            node: url.clone(),
         }))
     };
     tokio::time::timeout_at(deadline.into(), fut)

@@ -6,14 +6,17 @@
 //! reports, NACKs and transport-wide feedback. Every payload carries a send stamp
 //! ([`stamp`]) so receivers in the same process measure one-way latency and loss.
 //!
-//! Pure parts ([`vp8`], [`stamp`], [`hist`]) have unit tests; [`room`] is the IO shell that
-//! drives all bots of one room from one tokio task, [`media`] what one bot sends and counts,
-//! `ours` and `janus` the two signaling dialects (ours, and Janus VideoRoom for the baseline).
+//! Pure parts ([`vp8`], [`stamp`], [`hist`], and for several nodes [`cluster`] and [`rejoin`])
+//! have unit tests; [`room`] is the IO shell that drives all bots of one room from one tokio
+//! task, [`media`] what one bot sends and counts, `ours` and `janus` the two signaling dialects
+//! (ours, and Janus VideoRoom for the baseline).
 
+pub mod cluster;
 pub mod hist;
 mod janus;
 pub mod media;
 mod ours;
+pub mod rejoin;
 pub mod room;
 pub mod stamp;
 pub mod vp8;

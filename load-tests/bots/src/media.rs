@@ -269,6 +269,20 @@ impl Publisher {
         }
     }
 
+    /// Before a fresh join on a new peer connection (`--rejoin`): the old mids and payload
+    /// types mean nothing there, and every layer is wanted until the new node says otherwise.
+    /// Sequence numbers and stamp counters go on, so receivers' accounting stays continuous.
+    pub fn reset(&mut self) {
+        self.audio_mid = None;
+        self.video_mid = None;
+        self.opus_pt = None;
+        self.vp8_pt = None;
+        for l in &mut self.layers {
+            l.active = true;
+            l.keyframe_pending = true;
+        }
+    }
+
     /// Adds the two `sendonly` m-lines to an offer being built.
     pub fn add_media(&mut self, api: &mut SdpApi<'_>) {
         let stream_id = format!("synth-{}", self.sender);
@@ -466,10 +480,31 @@ pub struct Rx {
     /// sender -> (audio packets, video packets)
     pub from: HashMap<u32, (u64, u64)>,
     first_media: bool,
+    /// (expected, received) by sequence numbers on earlier peer connections (`--rejoin`).
+    closed: (u64, u64),
+}
+
+fn seq_totals<'a>(ssrcs: impl Iterator<Item = &'a RxSsrc>) -> (u64, u64) {
+    let (mut exp, mut rec) = (0, 0);
+    for s in ssrcs {
+        exp += s.max - s.first + 1;
+        rec += s.received;
+    }
+    (exp, rec)
 }
 
 impl Rx {
+    /// The peer connection is replaced (`--rejoin`): a new node numbers its streams anew, so
+    /// the sequence-number accounting of the old one is closed rather than mixed in.
+    pub fn new_connection(&mut self) {
+        let (e, r) = seq_totals(self.ssrcs.values());
+        self.closed.0 += e;
+        self.closed.1 += r;
+        self.ssrcs.clear();
+    }
+
     /// Counts one received packet; `hist` is the room's [audio, video] latency histograms.
+    /// Returns the stamped sender, if the packet carried a stamp.
     pub fn on_rtp(
         &mut self,
         kind: Option<MediaKind>,
@@ -477,7 +512,7 @@ impl Rx {
         started_at: Option<Instant>,
         shared: &Shared,
         hist: &mut [Histogram; 2],
-    ) {
+    ) -> Option<u32> {
         shared.received_packets.fetch_add(1, Relaxed);
         shared
             .received_bytes
@@ -502,7 +537,7 @@ impl Rx {
         };
         let Some(s) = p.payload.get(offset..).and_then(Stamp::decode) else {
             shared.received_unstamped.fetch_add(1, Relaxed);
-            return;
+            return None;
         };
         let recv_ns = stamp::ns_at(p.timestamp);
         let us = recv_ns.saturating_sub(s.sent_ns) / 1_000;
@@ -544,15 +579,13 @@ impl Rx {
             c.0 = s.counter;
         }
         c.2 += 1;
+        Some(s.sender)
     }
 
     /// Adds this bot's loss accounting to the shared totals (once, at the end).
     pub fn finish(&self, shared: &Shared) {
-        let (mut exp, mut rec) = (0, 0);
-        for s in self.ssrcs.values() {
-            exp += s.max - s.first + 1;
-            rec += s.received;
-        }
+        let (exp, rec) = seq_totals(self.ssrcs.values());
+        let (exp, rec) = (exp + self.closed.0, rec + self.closed.1);
         shared.rtp_expected.fetch_add(exp, Relaxed);
         shared.rtp_received.fetch_add(rec.min(exp), Relaxed);
         let (mut aexp, mut arec) = (0u64, 0u64);

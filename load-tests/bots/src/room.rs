@@ -13,23 +13,28 @@ use std::time::{Duration, Instant};
 
 use futures_util::stream::{FuturesUnordered, SelectAll};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
+use serde_json::{json, Value};
 use str0m::change::SdpPendingOffer;
 use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use crate::cluster::InviteRoom;
 use crate::hist::Histogram;
 use crate::janus::{self, JanusBot};
 use crate::media::{Pc, PcEvent, Publisher, Rx};
 use crate::ours;
+use crate::rejoin::Recovery;
 use crate::stamp::STREAMS;
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 type WsSink = futures_util::stream::SplitSink<Ws, Message>;
+/// (bot, its join generation, message or end of stream): after a rejoin the old socket's
+/// last items are told apart from the new one's by the generation.
 type WsItem = (
     usize,
+    u32,
     Option<Result<Message, tokio_tungstenite::tungstenite::Error>>,
 );
 pub(crate) type WsStream = Pin<Box<dyn futures_util::Stream<Item = WsItem> + Send>>;
@@ -43,8 +48,9 @@ pub use crate::media::{
 pub struct Config {
     /// Whose signaling the bots speak.
     pub target: Target,
-    /// `ws://host:port/ws` (ours) or Janus's WebSocket transport `ws://host:port`.
-    pub ws_url: String,
+    /// Every node's `ws://host:port/ws` (ours; bots spread their first connections over
+    /// them), or Janus's WebSocket transport `ws://host:port` (only the first is used).
+    pub ws_urls: Arc<[String]>,
     pub rooms: usize,
     pub per_room: usize,
     pub simulcast: bool,
@@ -62,6 +68,14 @@ pub struct Config {
     /// The bots' UDP sockets bind here (Janus cannot gather candidates on loopback, so its
     /// benchmark runs in a network namespace on a documentation address).
     pub bind_ip: std::net::IpAddr,
+    /// `--rejoin` (ours only): a bot whose signaling socket closes joins again afresh.
+    pub rejoin: bool,
+    /// `--join-together`: every participant of a room starts joining at the room's slot
+    /// instead of each after the previous one's `joined` (racing joins on different nodes).
+    pub join_together: bool,
+    /// `--invites` (ours only): room `i` is `invites[i]`, participant `k` joins with its
+    /// `k`-th token instead of by room name.
+    pub invites: Option<Arc<[InviteRoom]>>,
 }
 
 /// The server the bots talk to.
@@ -116,6 +130,10 @@ pub struct Shared {
     /// Received packets per stamped stream (audio, q, h, f): which layers the SFU forwarded.
     pub received_by_stream: [AtomicU64; STREAMS],
     pub publish_layers: AtomicU64,
+    /// `redirect`s followed, node connections that failed, rejoins started (`--rejoin`).
+    pub redirects: AtomicU64,
+    pub connect_failures: AtomicU64,
+    pub rejoins: AtomicU64,
     /// One-way latency of every stamped packet, and split by kind.
     pub hist: Mutex<Histogram>,
     pub hist_audio: Mutex<Histogram>,
@@ -154,13 +172,21 @@ pub struct BotSummary {
     pub peers: Vec<u32>,
     /// sender -> (audio packets, video packets)
     pub from: HashMap<u32, (u64, u64)>,
+    /// The room's name (open join) or label (invites).
+    pub room_name: String,
+    /// The signaling URL of the node it was last joined on (after redirects).
+    pub node: Option<String>,
+    /// Its outages with `--rejoin`.
+    pub recovery: Recovery,
 }
 
-/// A bot whose join completed: its signaling socket, and for Janus the session it set up.
+/// A bot whose join completed: its signaling socket, the node it ended on, and for Janus the
+/// session it set up.
 pub(crate) struct Joined {
     pub ws: Ws,
     pub at: Instant,
     pub janus: Option<JanusBot>,
+    pub node: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -191,12 +217,19 @@ pub(crate) struct Bot {
     pub janus: Option<JanusBot>,
     /// The publishing peer connection is up (media flows).
     pub connected: bool,
+    /// It was up at least once (the participant counts as connected in the report).
+    pub ever_connected: bool,
     pub publisher: Publisher,
     pub rx: Rx,
+    /// Joins so far: tags the signaling stream of each (see [`WsItem`]).
+    pub generation: u32,
+    /// The node of the latest join.
+    pub node: Option<String>,
+    pub recovery: Recovery,
 }
 
 impl Bot {
-    fn new(sender: u32, k: usize, simulcast: bool, now: Instant) -> Self {
+    fn new(sender: u32, k: usize, per_room: usize, simulcast: bool, now: Instant) -> Self {
         let role = match k {
             0 => "clinic",
             1 => "specialist",
@@ -214,8 +247,12 @@ impl Bot {
             pending: None,
             janus: None,
             connected: false,
+            ever_connected: false,
             publisher: Publisher::new(sender, simulcast, now),
             rx: Rx::default(),
+            generation: 0,
+            node: None,
+            recovery: Recovery::new(per_room - 1),
         }
     }
 
@@ -240,11 +277,18 @@ pub(crate) struct RoomRun {
 pub async fn run_room(room: usize, cfg: Arc<Config>, shared: Arc<Shared>) -> Vec<BotSummary> {
     let now = Instant::now();
     let bots = (0..cfg.per_room)
-        .map(|k| Bot::new((room * cfg.per_room + k) as u32, k, cfg.simulcast, now))
+        .map(|k| {
+            let sender = (room * cfg.per_room + k) as u32;
+            Bot::new(sender, k, cfg.per_room, cfg.simulcast, now)
+        })
         .collect();
+    let name = match &cfg.invites {
+        Some(inv) => inv[room].label.clone(),
+        None => format!("{}{room}", cfg.room_prefix),
+    };
     let mut r = RoomRun {
         room,
-        name: format!("{}{room}", cfg.room_prefix),
+        name,
         cfg,
         shared,
         bots,
@@ -267,11 +311,26 @@ impl RoomRun {
         let deadline = now + Duration::from_secs(20);
         let b = &mut self.bots[k];
         b.state = State::Joining;
-        b.started_at = Some(now);
-        let url = self.cfg.ws_url.clone();
+        // A rejoin keeps the first join's start: join-to-first-media is about the first join.
+        if b.started_at.is_none() {
+            b.started_at = Some(now);
+        }
+        let url = self.cfg.ws_urls[0].clone();
         match self.cfg.target {
             Target::Ours => {
-                let fut = ours::join(url, self.name.clone(), b.name.clone(), b.role, deadline);
+                let msg = match &self.cfg.invites {
+                    Some(inv) => json!({"v":1,"type":"join","invite":inv[self.room].tokens[k]}),
+                    None => {
+                        json!({"v":1,"type":"join","room":self.name,"name":b.name,"role":b.role})
+                    }
+                };
+                let spec = ours::JoinSpec {
+                    nodes: self.cfg.ws_urls.clone(),
+                    first: b.sender as usize,
+                    msg: msg.to_string(),
+                    retry: self.cfg.rejoin,
+                };
+                let fut = ours::join(spec, self.shared.clone(), deadline);
                 Box::pin(async move { (k, fut.await) })
             }
             Target::Janus => {
@@ -298,19 +357,18 @@ impl RoomRun {
             // Start the next join: in order, each after the previous one joined (the clinic
             // opens the room), and not before its ramp slot.
             let mut next_join: Option<Instant> = None;
-            if let Some(k) = self
-                .bots
-                .iter()
-                .position(|b| b.state != State::Active && b.state != State::Gone)
-            {
-                if self.bots[k].state == State::Waiting {
-                    let slot = self.cfg.join_slot(self.room * self.cfg.per_room + k);
-                    if slot <= now {
-                        let fut = self.start_join(k, now);
-                        joins.push(fut);
-                    } else {
-                        next_join = Some(slot);
-                    }
+            for k in self.joins_due() {
+                let slot = if self.cfg.join_together {
+                    self.cfg.join_slot(self.room * self.cfg.per_room)
+                } else {
+                    self.cfg.join_slot(self.room * self.cfg.per_room + k)
+                };
+                // A rejoin goes at once: the ramp was for the first joins.
+                if slot <= now || self.bots[k].joined_at.is_some() {
+                    let fut = self.start_join(k, now);
+                    joins.push(fut);
+                } else {
+                    next_join = Some(next_join.map_or(slot, |n| n.min(slot)));
                 }
             }
             if now >= next_flush {
@@ -347,7 +405,10 @@ impl RoomRun {
                     }
                 }
                 Wake::Joined(k, Err(e)) => self.fail(k, e),
-                Wake::Ws((k, Some(Ok(m)))) => {
+                Wake::Ws((k, generation, _)) if generation != self.bots[k].generation => {
+                    // The socket of an earlier join, closing after the bot rejoined.
+                }
+                Wake::Ws((k, _, Some(Ok(m)))) => {
                     if let Message::Text(t) = m {
                         if let Ok(v) = serde_json::from_str::<Value>(&t) {
                             match self.cfg.target {
@@ -357,11 +418,14 @@ impl RoomRun {
                         }
                     }
                 }
-                Wake::Ws((k, Some(Err(e)))) => self.fail(k, format!("ws error: {e}")),
-                Wake::Ws((k, None)) => {
-                    if Instant::now() < self.cfg.end {
+                Wake::Ws((k, _, Some(Err(e)))) => {
+                    self.lost(k, format!("ws error: {e}"));
+                }
+                Wake::Ws((k, _, None)) => {
+                    let rejoining = self.cfg.rejoin && self.bots[k].state != State::Active;
+                    if Instant::now() < self.cfg.end && !rejoining {
                         self.shared.left_early.fetch_add(1, Relaxed);
-                        self.fail(k, "server closed the signaling socket".into());
+                        self.lost(k, "server closed the signaling socket".into());
                     }
                 }
                 Wake::Udp(i, p, n, src) => {
@@ -407,6 +471,55 @@ impl RoomRun {
         self.flush();
     }
 
+    /// Which bots may start joining now: with `--join-together` every waiting one, otherwise
+    /// the first not yet in, once it is waiting (each after the previous one's `joined`: the
+    /// clinic opens the room). A rejoining bot goes at once either way.
+    fn joins_due(&self) -> Vec<usize> {
+        let waiting = |b: &Bot| b.state == State::Waiting;
+        if self.cfg.join_together {
+            return (0..self.bots.len())
+                .filter(|&k| waiting(&self.bots[k]))
+                .collect();
+        }
+        let mut due: Vec<usize> = (0..self.bots.len())
+            .filter(|&k| waiting(&self.bots[k]) && self.bots[k].joined_at.is_some())
+            .collect();
+        if let Some(k) = self
+            .bots
+            .iter()
+            .position(|b| b.state != State::Active && b.state != State::Gone)
+        {
+            if waiting(&self.bots[k]) && !due.contains(&k) {
+                due.push(k);
+            }
+        }
+        due
+    }
+
+    /// The bot's signaling socket broke or closed: with `--rejoin` it drops its peer
+    /// connection and waits to join afresh (the loop starts that at once); otherwise it fails.
+    fn lost(&mut self, k: usize, e: String) {
+        if !self.cfg.rejoin || self.cfg.target != Target::Ours {
+            self.fail(k, e);
+            return;
+        }
+        let b = &mut self.bots[k];
+        // An error and then the end of the same stream, or the old socket's end while the
+        // bot already rejoins: one loss.
+        if b.state != State::Active {
+            return;
+        }
+        b.recovery.on_lost(Instant::now());
+        b.state = State::Waiting;
+        b.pcs = [None, None];
+        b.pending = None;
+        b.sink = None;
+        b.connected = false;
+        b.publisher.reset();
+        b.rx.new_connection();
+        self.shared.rejoins.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn fail(&mut self, k: usize, e: String) {
         let b = &mut self.bots[k];
         if b.state == State::Gone {
@@ -428,26 +541,39 @@ impl RoomRun {
         j: Box<Joined>,
         ws_streams: &mut SelectAll<WsStream>,
     ) -> Result<(), String> {
-        let Joined { ws, at, janus } = *j;
+        let Joined {
+            ws,
+            at,
+            janus,
+            node,
+        } = *j;
+        let b = &mut self.bots[k];
+        b.generation += 1;
+        let g = b.generation;
         let (sink, stream) = ws.split();
         ws_streams.push(Box::pin(
             stream
-                .map(move |m| (k, Some(m)))
-                .chain(futures_util::stream::once(async move { (k, None) })),
+                .map(move |m| (k, g, Some(m)))
+                .chain(futures_util::stream::once(async move { (k, g, None) })),
         ));
-        let b = &mut self.bots[k];
         b.sink = Some(sink);
         b.state = State::Active;
-        b.joined_at = Some(at);
         b.janus = janus;
-        if let Some(s) = b.started_at {
-            self.shared
-                .join_ms
-                .lock()
-                .unwrap()
-                .push((at - s).as_secs_f64() * 1e3);
+        b.node = Some(node);
+        if b.joined_at.is_some() {
+            // A rejoin: timed by the recovery, not counted as another participant.
+            b.recovery.on_joined(at);
+        } else {
+            b.joined_at = Some(at);
+            if let Some(s) = b.started_at {
+                self.shared
+                    .join_ms
+                    .lock()
+                    .expect("invariant: no thread panics while holding a Shared lock")
+                    .push((at - s).as_secs_f64() * 1e3);
+            }
+            self.shared.joined.fetch_add(1, Relaxed);
         }
-        self.shared.joined.fetch_add(1, Relaxed);
         match self.cfg.target {
             Target::Ours => self.ours_publish(k).await,
             Target::Janus => self.janus_publish(k).await,
@@ -469,6 +595,7 @@ impl RoomRun {
         let b = &mut self.bots[i];
         let Some(pc) = b.pcs[q].as_mut() else { return };
         let (publisher, rx, started_at) = (&mut b.publisher, &mut b.rx, b.started_at);
+        let recovery = &mut b.recovery;
         let mut now_connected = false;
         pc.drive(shared, |ev| match ev {
             PcEvent::Connected if q == PUB => now_connected = true,
@@ -477,18 +604,25 @@ impl RoomRun {
                 shared.keyframe_requests.fetch_add(1, Relaxed);
                 publisher.keyframe_request(mid, rid);
             }
-            PcEvent::Rtp(kind, p) => rx.on_rtp(kind, p, started_at, shared, hist),
+            PcEvent::Rtp(kind, p) => {
+                let sender = rx.on_rtp(kind, p, started_at, shared, hist);
+                recovery.on_media(p.timestamp, sender);
+            }
         });
         if now_connected && !b.connected {
             b.connected = true;
-            shared.connected.fetch_add(1, Relaxed);
             let now = Instant::now();
-            if let Some(s) = b.started_at {
-                shared
-                    .connect_ms
-                    .lock()
-                    .unwrap()
-                    .push((now - s).as_secs_f64() * 1e3);
+            // Counted once per bot: a rejoin's connection is timed by the recovery.
+            if !b.ever_connected {
+                b.ever_connected = true;
+                shared.connected.fetch_add(1, Relaxed);
+                if let Some(s) = b.started_at {
+                    shared
+                        .connect_ms
+                        .lock()
+                        .expect("invariant: no thread panics while holding a Shared lock")
+                        .push((now - s).as_secs_f64() * 1e3);
+                }
             }
             b.publisher.start(now);
         }
@@ -555,9 +689,12 @@ impl RoomRun {
                     room: self.room,
                     role: b.role,
                     joined: b.joined_at.is_some(),
-                    connected: b.connected,
+                    connected: b.ever_connected,
                     peers: ids.iter().copied().filter(|x| *x != b.sender).collect(),
                     from: b.rx.from.clone(),
+                    room_name: self.name.clone(),
+                    node: b.node.clone(),
+                    recovery: b.recovery.clone(),
                 }
             })
             .collect()

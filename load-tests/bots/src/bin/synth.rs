@@ -8,15 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use consult_bots::cluster::{self, InviteRoom};
+use consult_bots::rejoin::{median, unix_ms};
 use consult_bots::room::{self, BotSummary, Config, Shared, Target};
 use consult_bots::{http_get, prometheus_value, stamp};
 use serde_json::json;
 
 const USAGE: &str =
-    "usage: synth --server http://HOST:PORT --rooms M [--per-room 3] --duration SECS
-             [--ramp-per-sec R] [--json OUT.json] [--simulcast true|false]
+    "usage: synth --server http://HOST:PORT[,http://HOST2:PORT2...] --rooms M [--per-room 3]
+             --duration SECS [--ramp-per-sec R] [--json OUT.json] [--simulcast true|false]
              [--dynacast true|false] [--expect-media] [--threads N] [--sfu-pid PID]
-             [--bind-ip IP]
+             [--bind-ip IP] [--rejoin] [--join-together] [--invites FILE]
        synth --target janus --janus-url ws://HOST:PORT --rooms M ... (same options)
 
   Joins M rooms x K participants through the signaling at ws://HOST:PORT/ws, each publishing
@@ -29,7 +31,19 @@ const USAGE: &str =
                    participant of its room
   --threads        tokio worker threads for the bots (default 2)
   --sfu-pid        also report that process's CPU use over the run (from /proc/PID/stat)
-  --bind-ip        the address the bots' UDP sockets bind to (default 127.0.0.1)";
+  --bind-ip        the address the bots' UDP sockets bind to (default 127.0.0.1)
+Several SFU nodes (ours only):
+  --server A,B,C   bots spread their first connection round-robin over the nodes (bot i
+                   starts on node i mod N) and try the next on a failed connection; a join
+                   follows `redirect` (at most 5 hops); the report says which node each room
+                   ended on
+  --rejoin         a bot whose signaling socket closes (its node died) drops its peer
+                   connection and joins afresh from the node list, publishes and subscribes
+                   again; reports the longest gap in received media and the time to rejoin
+  --join-together  all participants of a room join at the same moment (racing joins)
+                   instead of each after the previous one's `joined`
+  --invites FILE   join by invite: one consult a line, `label<TAB>token1<TAB>token2...`, one
+                   token per participant (clinic first); --rooms defaults to the line count";
 
 struct Args {
     target: Target,
@@ -45,6 +59,9 @@ struct Args {
     threads: usize,
     sfu_pid: Option<u32>,
     bind_ip: std::net::IpAddr,
+    rejoin: bool,
+    join_together: bool,
+    invites: Option<String>,
 }
 
 fn parse_bool(s: &str) -> Result<bool> {
@@ -70,6 +87,9 @@ fn parse_args() -> Result<Args> {
         threads: 2,
         sfu_pid: None,
         bind_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+        rejoin: false,
+        join_together: false,
+        invites: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,8 +97,15 @@ fn parse_args() -> Result<Args> {
             Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
             _ => (flag, None),
         };
-        if flag == "--expect-media" {
-            a.expect_media = inline
+        // Switches: bare, or with =true/=false.
+        let switch = match flag.as_str() {
+            "--expect-media" => Some(&mut a.expect_media),
+            "--rejoin" => Some(&mut a.rejoin),
+            "--join-together" => Some(&mut a.join_together),
+            _ => None,
+        };
+        if let Some(on) = switch {
+            *on = inline
                 .as_deref()
                 .map(parse_bool)
                 .transpose()?
@@ -114,10 +141,17 @@ fn parse_args() -> Result<Args> {
             "--threads" => a.threads = value.parse().context("--threads")?,
             "--sfu-pid" => a.sfu_pid = Some(value.parse().context("--sfu-pid")?),
             "--bind-ip" => a.bind_ip = value.parse().context("--bind-ip")?,
+            "--invites" => a.invites = Some(value),
             _ => bail!("unknown flag {flag}\n{USAGE}"),
         }
     }
-    if a.server.is_empty() || a.rooms == 0 || a.duration <= 0.0 {
+    if a.target == Target::Janus
+        && (a.rejoin || a.invites.is_some() || a.join_together || a.server.contains(','))
+    {
+        bail!("--rejoin, --join-together, --invites and a node list are for our signaling only");
+    }
+    // With invites the file says how many consults there are (--rooms 0: all of them).
+    if a.server.is_empty() || (a.rooms == 0 && a.invites.is_none()) || a.duration <= 0.0 {
         bail!("--server (or --janus-url), --rooms and --duration are required\n{USAGE}");
     }
     if !(2..=8).contains(&a.per_room) {
@@ -129,17 +163,21 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
-/// `http://host:port[/]` -> `host:port`
-fn host_port(server: &str) -> Result<String> {
-    let rest = server
-        .strip_prefix("http://")
-        .or_else(|| server.strip_prefix("ws://"))
-        .unwrap_or(server);
-    let hp = rest.split('/').next().unwrap_or("");
-    if hp.is_empty() || !hp.contains(':') {
-        bail!("--server must look like http://127.0.0.1:8080, got {server:?}");
+/// The invites file, cut to `rooms` consults (all of them if `rooms` is 0).
+fn load_invites(path: &str, rooms: usize, per_room: usize) -> Result<Vec<InviteRoom>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {path}"))?;
+    let mut all = cluster::parse_invites(&text, per_room)
+        .map_err(|e| anyhow::anyhow!("--invites {path}: {e}"))?;
+    if rooms != 0 {
+        if rooms > all.len() {
+            bail!(
+                "--rooms {rooms} but {path} lists only {} consults",
+                all.len()
+            );
+        }
+        all.truncate(rooms);
     }
-    Ok(hp.to_string())
+    Ok(all)
 }
 
 /// utime + stime of a process, in seconds.
@@ -190,6 +228,17 @@ async fn read_metrics(addr: &str) -> Option<Vec<Option<f64>>> {
     Some(METRICS.iter().map(|m| prometheus_value(&text, m)).collect())
 }
 
+/// Every node's counters (None for a node that does not answer, e.g. one killed meanwhile).
+async fn read_all_metrics(addrs: &[String]) -> Vec<Option<Vec<Option<f64>>>> {
+    let mut out = Vec::with_capacity(addrs.len());
+    for a in addrs {
+        // A node that hangs (rather than refuses) must not hold up the report.
+        let m = tokio::time::timeout(Duration::from_secs(2), read_metrics(a)).await;
+        out.push(m.ok().flatten());
+    }
+    out
+}
+
 fn pct(sorted: &[f64], p: f64) -> Option<f64> {
     if sorted.is_empty() {
         return None;
@@ -229,13 +278,21 @@ fn main() {
 async fn run(args: Args) -> Result<i32> {
     str0m::crypto::from_feature_flags().install_process_default();
     stamp::epoch();
-    let addr = host_port(&args.server)?;
+    let addrs =
+        cluster::parse_server_list(&args.server).map_err(|e| anyhow::anyhow!("--server: {e}"))?;
+    // Anchors wall-clock times of outages (JSON) to the monotonic clock now.
+    unix_ms(Instant::now());
+    let invites = match &args.invites {
+        Some(path) => Some(load_invites(path, args.rooms, args.per_room)?),
+        None => None,
+    };
+    let rooms = invites.as_ref().map_or(args.rooms, Vec::len);
     // Janus has no Prometheus endpoint: its counters are skipped.
     let has_metrics = args.target == Target::Ours;
     let metrics_before = if has_metrics {
-        read_metrics(&addr).await
+        read_all_metrics(&addrs).await
     } else {
-        None
+        Vec::new()
     };
     let sfu_pid = args.sfu_pid.map(|p| p.to_string());
     let sfu_cpu_before = sfu_pid.as_deref().and_then(cpu_seconds);
@@ -246,11 +303,14 @@ async fn run(args: Args) -> Result<i32> {
     let end = start + Duration::from_secs_f64(args.duration);
     let cfg = Arc::new(Config {
         target: args.target,
-        ws_url: match args.target {
-            Target::Ours => format!("ws://{addr}/ws"),
-            Target::Janus => format!("ws://{addr}"),
-        },
-        rooms: args.rooms,
+        ws_urls: addrs
+            .iter()
+            .map(|a| match args.target {
+                Target::Ours => format!("ws://{a}/ws"),
+                Target::Janus => format!("ws://{a}"),
+            })
+            .collect(),
+        rooms,
         per_room: args.per_room,
         simulcast: args.simulcast,
         dynacast: args.dynacast,
@@ -261,14 +321,18 @@ async fn run(args: Args) -> Result<i32> {
         // Numeric room ids, distinct between runs against one Janus.
         janus_room_base: (std::process::id() as u64 % 100_000) * 10_000 + 1,
         bind_ip: args.bind_ip,
+        rejoin: args.rejoin,
+        join_together: args.join_together,
+        invites: invites.map(Into::into),
     });
     let shared = Arc::new(Shared::default());
-    let total = args.rooms * args.per_room;
+    let total = rooms * args.per_room;
     eprintln!(
-        "synth: {} rooms x {} = {total} participants against {}{addr} for {} s{}",
-        args.rooms,
+        "synth: {} rooms x {} = {total} participants against {}{} for {} s{}",
+        rooms,
         args.per_room,
         if has_metrics { "" } else { "Janus at " },
+        addrs.join(","),
         args.duration,
         if args.ramp > 0.0 {
             format!(", ramp {} joins/s", args.ramp)
@@ -277,7 +341,7 @@ async fn run(args: Args) -> Result<i32> {
         }
     );
 
-    let handles: Vec<_> = (0..args.rooms)
+    let handles: Vec<_> = (0..rooms)
         .map(|r| tokio::spawn(room::run_room(r, cfg.clone(), shared.clone())))
         .collect();
 
@@ -355,9 +419,9 @@ async fn run(args: Args) -> Result<i32> {
     // Let the server see the leaves before reading its counters.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let metrics_after = if has_metrics {
-        read_metrics(&addr).await
+        read_all_metrics(&addrs).await
     } else {
-        None
+        Vec::new()
     };
 
     // ---- report ----
@@ -407,15 +471,23 @@ async fn run(args: Args) -> Result<i32> {
         }
         _ => (0.0, 0.0, 0.0, 0.0),
     };
+    // Summed over the nodes that answered before and after (a killed node drops out).
+    let answered: Vec<usize> = (0..addrs.len())
+        .filter(|&n| {
+            metrics_before.get(n).is_some_and(Option::is_some)
+                && metrics_after.get(n).is_some_and(Option::is_some)
+        })
+        .collect();
     let delta = |i: usize| -> Option<f64> {
-        let a = metrics_before
-            .as_ref()?
-            .get(i)
-            .copied()
-            .flatten()
-            .unwrap_or(0.0);
-        let b = metrics_after.as_ref()?.get(i).copied().flatten()?;
-        Some(b - a)
+        let mut sum = None;
+        for &n in &answered {
+            let before = metrics_before[n].as_ref()?;
+            let after = metrics_after[n].as_ref()?;
+            let a = before.get(i).copied().flatten().unwrap_or(0.0);
+            let b = after.get(i).copied().flatten()?;
+            *sum.get_or_insert(0.0) += b - a;
+        }
+        sum
     };
     let sfu_cpu = match (sfu_cpu_before, sfu_cpu_end) {
         (Some(a), Some(b)) => Some(b - a),
@@ -445,7 +517,90 @@ async fn run(args: Args) -> Result<i32> {
                 ));
             }
         }
+        // With --rejoin, media before the outage is not enough: every peer must be back.
+        if args.rejoin && b.recovery.unrecovered() > 0 {
+            missing.push(format!(
+                "participant {} ({}, room {}) lost its node and did not get media from every other participant again",
+                b.sender, b.role, b.room
+            ));
+        }
     }
+
+    // Several nodes: where each room ended (every participant's last node).
+    let mut by_room: std::collections::BTreeMap<usize, Vec<&BotSummary>> = Default::default();
+    for b in &summaries {
+        by_room.entry(b.room).or_default().push(b);
+    }
+    let room_nodes: Vec<(String, Option<String>, Vec<Option<String>>)> = by_room
+        .values()
+        .map(|bots| {
+            let nodes: Vec<Option<&str>> = bots.iter().map(|b| b.node.as_deref()).collect();
+            (
+                bots[0].room_name.clone(),
+                cluster::room_node(&nodes).map(str::to_string),
+                bots.iter().map(|b| b.node.clone()).collect(),
+            )
+        })
+        .collect();
+    let per_node = cluster::rooms_per_node(room_nodes.iter().map(|r| r.1.as_deref()));
+    // Rooms that did not end whole on one node (split, or some participant never joined).
+    let split = rooms - room_nodes.iter().filter(|r| r.1.is_some()).count();
+    let cluster_json = json!({
+        "urls": cfg.ws_urls.iter().map(|u| cluster::canonical_node(u)).collect::<Vec<_>>(),
+        "rooms_per_node": per_node,
+        "rooms_not_on_one_node": split,
+        "redirects": s.redirects.load(Relaxed),
+        "connect_failures": s.connect_failures.load(Relaxed),
+        "rooms": room_nodes.iter().map(|(name, node, bots)| json!({"room": name, "node": node, "bots": bots})).collect::<Vec<_>>(),
+    });
+
+    // --rejoin: per bot, its longest media gap and rejoin time (ms).
+    let with_outages: Vec<&BotSummary> = summaries
+        .iter()
+        .filter(|b| !b.recovery.outages.is_empty())
+        .collect();
+    let mut gaps: Vec<f64> = with_outages
+        .iter()
+        .filter_map(|b| b.recovery.max_gap())
+        .map(|d| d.as_secs_f64() * 1e3)
+        .collect();
+    let mut rejoin_times: Vec<f64> = with_outages
+        .iter()
+        .filter_map(|b| b.recovery.max_rejoin())
+        .map(|d| d.as_secs_f64() * 1e3)
+        .collect();
+    let gap_max = gaps.iter().copied().reduce(f64::max);
+    let gap_median = median(&mut gaps);
+    let rejoin_max = rejoin_times.iter().copied().reduce(f64::max);
+    let rejoin_median = median(&mut rejoin_times);
+    let outages: usize = with_outages.iter().map(|b| b.recovery.outages.len()).sum();
+    let unrecovered: usize = with_outages.iter().map(|b| b.recovery.unrecovered()).sum();
+    let rejoin_json = args.rejoin.then(|| {
+        let ms_of = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64() * 1e3);
+        json!({
+            "rejoins_started": s.rejoins.load(Relaxed),
+            "bots_with_outages": with_outages.len(),
+            "outages": outages,
+            "unrecovered": unrecovered,
+            "gap_ms": {"max": gap_max, "median": gap_median},
+            "rejoin_ms": {"max": rejoin_max, "median": rejoin_median},
+            "bots": with_outages.iter().map(|b| json!({
+                "sender": b.sender,
+                "room": b.room_name,
+                "role": b.role,
+                "node": b.node,
+                "outages": b.recovery.outages.iter().map(|o| json!({
+                    "lost_at_unix_ms": unix_ms(o.lost_at),
+                    "last_media_before_unix_ms": o.last_before.map(unix_ms),
+                    "joined_unix_ms": o.joined_at.map(unix_ms),
+                    "first_media_unix_ms": o.first_media.map(unix_ms),
+                    "all_peers_unix_ms": o.all_peers.map(unix_ms),
+                    "gap_ms": ms_of(o.media_gap()),
+                    "rejoin_ms": ms_of(o.rejoin_time()),
+                })).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
+        })
+    });
 
     println!();
     println!("| metric | value |");
@@ -458,7 +613,7 @@ async fn run(args: Args) -> Result<i32> {
             "Janus VideoRoom"
         }
     );
-    println!("| rooms x per room | {} x {} |", args.rooms, args.per_room);
+    println!("| rooms x per room | {} x {} |", rooms, args.per_room);
     println!(
         "| participants joined | {} / {total} (failed {}) |",
         s.joined.load(Relaxed),
@@ -532,7 +687,63 @@ async fn run(args: Args) -> Result<i32> {
         s.signaling_errors.load(Relaxed),
         s.udp_send_errors.load(Relaxed)
     );
-    if metrics_before.is_some() && metrics_after.is_some() {
+    if addrs.len() > 1 || s.redirects.load(Relaxed) > 0 {
+        let list: Vec<String> = per_node.iter().map(|(n, c)| format!("{n} {c}")).collect();
+        println!(
+            "| rooms per node (where they ended) | {} |",
+            list.join(", ")
+        );
+        println!("| rooms not whole on one node | {split} |");
+        // Per room, the node (host:port) it ended on, or every participant's node if split.
+        let short = |u: &str| {
+            u.trim_start_matches("ws://")
+                .trim_end_matches("/ws")
+                .to_string()
+        };
+        let each: Vec<String> = room_nodes
+            .iter()
+            .map(|(name, node, bots)| match node {
+                Some(n) => format!("{name} {}", short(n)),
+                None => {
+                    let b: Vec<String> = bots
+                        .iter()
+                        .map(|n| n.as_deref().map_or("-".into(), short))
+                        .collect();
+                    format!("{name} split ({})", b.join(" "))
+                }
+            })
+            .collect();
+        println!("| room: node it ended on | {} |", each.join(", "));
+        println!(
+            "| redirects followed / node connections failed | {} / {} |",
+            s.redirects.load(Relaxed),
+            s.connect_failures.load(Relaxed)
+        );
+    }
+    if args.rejoin {
+        println!(
+            "| rejoin: bots with outages / outages / not recovered | {} / {outages} / {unrecovered} |",
+            with_outages.len()
+        );
+        println!(
+            "| rejoin: longest media gap per bot, max / median (ms) | {} / {} |",
+            ms(gap_max),
+            ms(gap_median)
+        );
+        println!(
+            "| rejoin: time to rejoin per bot, max / median (ms) | {} / {} |",
+            ms(rejoin_max),
+            ms(rejoin_median)
+        );
+    }
+    if !answered.is_empty() {
+        if addrs.len() > 1 {
+            println!(
+                "| SFU /metrics summed over | {} of {} nodes |",
+                answered.len(),
+                addrs.len()
+            );
+        }
         println!(
             "| SFU rtp packets in / out (metrics delta) | {} / {} |",
             ms(delta(0)).trim_end_matches(".0"),
@@ -595,7 +806,7 @@ async fn run(args: Args) -> Result<i32> {
     if let Some(path) = &args.json {
         let j = json!({
             "target": if has_metrics { "ours" } else { "janus" },
-            "rooms": args.rooms,
+            "rooms": rooms,
             "per_room": args.per_room,
             "duration_s": args.duration,
             "simulcast": args.simulcast,
@@ -632,9 +843,11 @@ async fn run(args: Args) -> Result<i32> {
             "layer_changes": s.layer_changes.load(Relaxed),
             "signaling_errors": s.signaling_errors.load(Relaxed),
             "udp_send_errors": s.udp_send_errors.load(Relaxed),
-            "sfu_metrics_delta": metrics_after.as_ref().map(|_| {
+            "sfu_metrics_delta": (!answered.is_empty()).then(|| {
                 METRICS.iter().enumerate().map(|(i, m)| (m.to_string(), json!(delta(i)))).collect::<serde_json::Map<_, _>>()
             }),
+            "nodes": cluster_json,
+            "rejoin": rejoin_json,
             "kernel_udp_in_errors": udp_errors.map(|x| x.0),
             "kernel_udp_rcvbuf_errors": udp_errors.map(|x| x.1),
             "sfu_cpu_s": sfu_cpu,
