@@ -259,6 +259,7 @@ impl Server {
                     c.redis_url.clone(),
                     c.node_id.clone(),
                     &c.advertise_url,
+                    options.candidate_addr.to_string(),
                 )
                 .await
                 .map_err(ServerError::Cluster)?;

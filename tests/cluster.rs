@@ -196,6 +196,10 @@ async fn consults_spread_over_the_nodes_and_racing_joins_meet_on_one() {
         .collect();
     assert_eq!(listed, per_node, "{body}");
     assert_eq!(body["this_node"], "n1");
+    for n in body["nodes"].as_array().unwrap() {
+        let media = n["media"].as_str().unwrap();
+        assert!(media.starts_with("127.0.0.1:"), "each node's media address: {n}");
+    }
     assert_eq!(per_node.len(), 3, "every node holds consults: {per_node:?}");
     assert!(
         per_node.values().all(|&n| (8..=12).contains(&n)),

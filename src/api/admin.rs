@@ -71,6 +71,7 @@ pub async fn cluster(
             json!({
                 "node_id": n.id,
                 "url": n.url,
+                "media": n.media,
                 "consults": n.rooms,
                 "participants": n.participants,
                 "bitrate_bps": n.bitrate_bps,

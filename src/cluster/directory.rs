@@ -4,8 +4,8 @@
 //! for the same consult on two nodes read and write the room key one after the other, so the
 //! second sees the first's choice.
 //!
-//! Keys (all under `consult:`): `node:<id>` hash {url, rooms, participants, bitrate, cpu,
-//! accepting, at}; `nodes` set of ids; `room:<room>` = node id (TTL, refreshed by the holder);
+//! Keys (all under `consult:`): `node:<id>` hash {url, media, rooms, participants, bitrate,
+//! cpu, accepting, at}; `nodes` set of ids; `room:<room>` = node id (TTL, refreshed by the holder);
 //! `placed:<id>` sorted set of rooms placed on a node by time, so consults placed between two
 //! heartbeats count towards its load; `secret:<name>` shared random keys.
 
@@ -32,6 +32,8 @@ pub struct NodeInfo {
     pub id: String,
     /// Its signaling WebSocket (`ws://host:port/ws`).
     pub url: String,
+    /// Its media address (the UDP candidate browsers send to).
+    pub media: String,
     pub rooms: u64,
     pub participants: u64,
     pub bitrate_bps: u64,
@@ -58,16 +60,17 @@ pub enum DirectoryError {
 
 /// Writes this node's hash and refreshes the room keys it holds (claiming those that expired,
 /// never taking one another node holds).
-/// ARGV: id, node_ttl_ms, room_ttl_ms, url, rooms, participants, bitrate, cpu, accepting, room...
+/// ARGV: id, node_ttl_ms, room_ttl_ms, url, rooms, participants, bitrate, cpu, accepting, media,
+/// room...
 const HEARTBEAT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local key = 'consult:node:' .. ARGV[1]
 redis.call('HSET', key, 'url', ARGV[4], 'rooms', ARGV[5], 'participants', ARGV[6],
-  'bitrate', ARGV[7], 'cpu', ARGV[8], 'accepting', ARGV[9], 'at', now)
+  'bitrate', ARGV[7], 'cpu', ARGV[8], 'accepting', ARGV[9], 'media', ARGV[10], 'at', now)
 redis.call('PEXPIRE', key, ARGV[2])
 redis.call('SADD', 'consult:nodes', ARGV[1])
-for i = 10, #ARGV do
+for i = 11, #ARGV do
   local rk = 'consult:room:' .. ARGV[i]
   local cur = redis.call('GET', rk)
   if (not cur) or cur == ARGV[1] then
@@ -117,14 +120,14 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 "#;
 
-/// Every live node: {id, url, rooms, participants, bitrate, cpu, accepting} per node.
+/// Every live node: {id, url, rooms, participants, bitrate, cpu, accepting, media} per node.
 const NODES: &str = r#"
 local out = {}
 for _, id in ipairs(redis.call('SMEMBERS', 'consult:nodes')) do
   local h = redis.call('HMGET', 'consult:node:' .. id, 'url', 'rooms', 'participants',
-    'bitrate', 'cpu', 'accepting')
+    'bitrate', 'cpu', 'accepting', 'media')
   if h[1] then
-    table.insert(out, {id, h[1], h[2], h[3], h[4], h[5], h[6]})
+    table.insert(out, {id, h[1], h[2], h[3], h[4], h[5], h[6], h[7] or ''})
   end
 end
 return out
@@ -138,15 +141,17 @@ pub struct Directory {
     redis: Redis,
     node: String,
     url: String,
+    media: String,
     node_ttl: Duration,
 }
 
 impl Directory {
-    pub fn new(redis: Redis, node: String, url: String, node_ttl: Duration) -> Self {
+    pub fn new(redis: Redis, node: String, url: String, media: String, node_ttl: Duration) -> Self {
         Directory {
             redis,
             node,
             url,
+            media,
             node_ttl,
         }
     }
@@ -184,6 +189,7 @@ impl Directory {
             bitrate.as_bytes(),
             cpu.as_bytes(),
             accepting.as_bytes(),
+            self.media.as_bytes(),
         ];
         args.extend(rooms.iter().map(|r| r.as_bytes()));
         match self.redis.command(&args).await? {
@@ -289,6 +295,7 @@ impl Directory {
                 bitrate_bps: num(4),
                 cpu: text(5).parse().unwrap_or(0.0),
                 accepting: text(6) == "1",
+                media: text(7).to_string(),
             });
         }
         nodes.sort_by(|a, b| a.id.cmp(&b.id));

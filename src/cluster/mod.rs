@@ -39,14 +39,22 @@ pub struct Cluster {
 
 impl Cluster {
     /// Connects to Redis (so a wrong URL or password stops the start with a clear error).
-    /// `advertise_url` is the node's base URL (`http(s)://host:port`) as clients reach it.
+    /// `advertise_url` is the node's base URL (`http(s)://host:port`) as clients reach it;
+    /// `media` its UDP candidate address (shown to operators).
     pub async fn connect(
         url: RedisUrl,
         node_id: String,
         advertise_url: &str,
+        media: String,
     ) -> Result<Arc<Self>, ClusterError> {
         let redis = redis::Redis::connect(url).await?;
-        let dir = Directory::new(redis, node_id, signaling_url(advertise_url), NODE_TTL);
+        let dir = Directory::new(
+            redis,
+            node_id,
+            signaling_url(advertise_url),
+            media,
+            NODE_TTL,
+        );
         Ok(Arc::new(Cluster { dir }))
     }
 
