@@ -29,6 +29,8 @@ pub struct Metrics {
     pub dynacast_changes: IntCounter,
     /// Joins sent to the node that holds their consult (cluster).
     pub cluster_redirects: IntCounter,
+    /// Consults found running here and on another node, handed over to it (cluster).
+    pub cluster_handovers: IntCounter,
     pub paused_subscriptions: IntGauge,
     pub estimate_bps: Histogram,
     signaling_errors: IntCounterVec,
@@ -182,6 +184,11 @@ impl Metrics {
                 &r,
                 "consult_cluster_redirects_total",
                 "Joins answered with a redirect to the node that holds the consult",
+            ),
+            cluster_handovers: counter(
+                &r,
+                "consult_cluster_handovers_total",
+                "Consults found running here while the directory had placed them on another node; their participants were sent there",
             ),
             dynacast_changes: counter(
                 &r,

@@ -99,6 +99,12 @@ impl Registry {
                 self.inner.plane.metrics.cluster_redirects.inc();
                 Err(JoinError::Redirect { url })
             }
+            Err(e) if self.lock().contains_key(&RoomId(room.to_string())) => {
+                // The consult runs here: its participants (a resume, a late joiner) go on
+                // while the directory is away.
+                tracing::debug!(room, "directory unreachable; the consult runs here: {e}");
+                Ok(())
+            }
             Err(e) => {
                 // Without the directory a consult could start on two nodes at once: refuse,
                 // and the client comes back by itself.
@@ -143,6 +149,16 @@ impl Registry {
         let handle = self.lock().get(&RoomId(consult_id.to_string())).cloned();
         if let Some(h) = handle {
             let _ = h.commands.send(RoomCommand::End);
+        }
+    }
+
+    /// In a cluster, the consult was placed on another node while this one was out of the
+    /// directory: its participants are told to rejoin (as for a restart) and are sent there.
+    pub fn hand_over(&self, room: &str) {
+        let handle = self.lock().get(&RoomId(room.to_string())).cloned();
+        if let Some(h) = handle {
+            self.inner.plane.metrics.cluster_handovers.inc();
+            let _ = h.commands.send(RoomCommand::Restart);
         }
     }
 
@@ -243,9 +259,10 @@ impl RoomService for Registry {
             return self.resume(&token, outbox).await;
         }
         let admission = self.admission(request).await?;
-        self.route(&admission.room.0, true).await?;
         // Held until the room has answered: counts against the cap while on its way in.
         let _admitted = self.inner.admission_gate.check()?;
+        // After admission control, so a consult is not placed on a node that refuses it.
+        self.route(&admission.room.0, true).await?;
         let participant =
             ParticipantId(self.inner.next_participant.fetch_add(1, Ordering::Relaxed));
         let session = self.next_session();
@@ -346,6 +363,11 @@ impl Registry {
         // back to that node while it lives; if it died, the resume fails here and the client
         // joins afresh, which places the consult again.
         self.route(&claim.room, false).await?;
+        self.inner
+            .plane
+            .resume_keys
+            .check_ours(&claim)
+            .map_err(|e| JoinError::ResumeFailed(e.to_string()))?;
         let participant = ParticipantId(claim.participant);
         let commands = self
             .lock()

@@ -1,10 +1,12 @@
 //! Resume tokens: what lets a client whose socket dropped come back as the same participant.
 //!
-//! `base64url(expiry:participant:room) . base64url(HMAC-SHA256)`, signed with a key made at
-//! start: a token is only good on the process that issued it (after a restart clients join
-//! afresh with their invite, as they do today), so the key is never stored or configured.
-//! The room stays the source of truth: a valid token only resumes a participant the room
-//! still holds. Pure: the time is an argument.
+//! `base64url(expiry:instance:participant:room) . base64url(HMAC-SHA256)`. On a single node
+//! the key is made at start; in a cluster it is derived from the invite secret every node
+//! shares, so any node can read a token and send it on to the consult's node. Either way a
+//! token resumes only on the process that issued it (`instance`, random per process):
+//! participant ids count from 1 in every process, so the same id on another node or after a
+//! restart is somebody else. The room stays the source of truth: a valid token only resumes a
+//! participant the room still holds. Pure: the time is an argument.
 
 use std::time::{Duration, SystemTime};
 
@@ -28,6 +30,8 @@ pub enum ResumeError {
     Expired,
     #[error("the resume key could not be made")]
     Key,
+    #[error("the resume token was issued by another server process")]
+    OtherProcess,
 }
 
 /// Who a valid token names.
@@ -35,10 +39,13 @@ pub enum ResumeError {
 pub struct ResumeClaim {
     pub room: String,
     pub participant: u64,
+    /// The process that issued it (`ResumeKeys::check_ours`).
+    pub instance: u64,
 }
 
 pub struct ResumeKeys {
     key: hmac::Key,
+    instance: u64,
 }
 
 impl std::fmt::Debug for ResumeKeys {
@@ -52,19 +59,43 @@ impl ResumeKeys {
     pub fn random() -> Result<Self, ResumeError> {
         let rng = aws_lc_rs::rand::SystemRandom::new();
         let key = hmac::Key::generate(hmac::HMAC_SHA256, &rng).map_err(|_| ResumeError::Key)?;
-        Ok(Self { key })
+        Ok(Self {
+            key,
+            instance: random_instance(&rng)?,
+        })
+    }
+
+    /// A key shared with other nodes (`secret`), and this process's own instance.
+    pub fn shared(secret: &[u8]) -> Result<Self, ResumeError> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        Ok(Self::with_instance(secret, random_instance(&rng)?))
+    }
+
+    /// A fixed key and instance (tests).
+    pub fn with_instance(secret: &[u8], instance: u64) -> Self {
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+            instance,
+        }
     }
 
     /// A fixed key (tests).
     pub fn from_secret(secret: &[u8]) -> Self {
-        Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        Self::with_instance(secret, 1)
+    }
+
+    /// A verified claim this process issued (else its participant id means someone else here).
+    pub fn check_ours(&self, claim: &ResumeClaim) -> Result<(), ResumeError> {
+        if claim.instance == self.instance {
+            Ok(())
+        } else {
+            Err(ResumeError::OtherProcess)
         }
     }
 
     pub fn issue(&self, room: &str, participant: u64, now: SystemTime) -> String {
         let expiry = unix(now).saturating_add(LIFETIME.as_secs());
-        let payload = format!("{expiry}:{participant}:{room}");
+        let payload = format!("{expiry}:{:x}:{participant}:{room}", self.instance);
         let tag = hmac::sign(&self.key, payload.as_bytes());
         format!(
             "{}.{}",
@@ -84,13 +115,14 @@ impl ResumeKeys {
         hmac::verify(&self.key, &payload, &tag).map_err(|_| ResumeError::BadSignature)?;
         // Signed by us, so well-formed unless the format changed under a running process.
         let payload = String::from_utf8(payload).map_err(|_| ResumeError::Malformed)?;
-        let mut parts = payload.splitn(3, ':');
-        let (Some(expiry), Some(participant), Some(room)) =
-            (parts.next(), parts.next(), parts.next())
+        let mut parts = payload.splitn(4, ':');
+        let (Some(expiry), Some(instance), Some(participant), Some(room)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(ResumeError::Malformed);
         };
         let expiry: u64 = expiry.parse().map_err(|_| ResumeError::Malformed)?;
+        let instance = u64::from_str_radix(instance, 16).map_err(|_| ResumeError::Malformed)?;
         let participant = participant.parse().map_err(|_| ResumeError::Malformed)?;
         if unix(now) >= expiry {
             return Err(ResumeError::Expired);
@@ -98,8 +130,16 @@ impl ResumeKeys {
         Ok(ResumeClaim {
             room: room.to_string(),
             participant,
+            instance,
         })
     }
+}
+
+fn random_instance(rng: &aws_lc_rs::rand::SystemRandom) -> Result<u64, ResumeError> {
+    use aws_lc_rs::rand::SecureRandom;
+    let mut b = [0u8; 8];
+    rng.fill(&mut b).map_err(|_| ResumeError::Key)?;
+    Ok(u64::from_le_bytes(b))
 }
 
 fn unix(t: SystemTime) -> u64 {
@@ -121,10 +161,11 @@ mod tests {
         let claim = ResumeClaim {
             room: "kham-benh:7".into(),
             participant: 42,
+            instance: 1,
         };
         let (payload, tag) = good.split_once('.').unwrap();
         let forged_payload = URL_SAFE_NO_PAD.encode(format!(
-            "{}:43:kham-benh:7",
+            "{}:1:43:kham-benh:7",
             1_800_000_000 + LIFETIME.as_secs()
         ));
         let cases: Vec<(&str, String, SystemTime, Result<ResumeClaim, ResumeError>)> = vec![
@@ -175,6 +216,18 @@ mod tests {
             Err(ResumeError::BadSignature),
             "a token from another process"
         );
+    }
+
+    #[test]
+    fn a_shared_key_reads_other_nodes_tokens_but_resumes_only_its_own() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let node_a = ResumeKeys::with_instance(b"the cluster's shared resume key.", 7);
+        let node_b = ResumeKeys::with_instance(b"the cluster's shared resume key.", 8);
+        let token = node_a.issue("c-1", 3, t0);
+        let claim = node_b.verify(&token, t0).unwrap();
+        assert_eq!((claim.room.as_str(), claim.participant), ("c-1", 3));
+        assert_eq!(node_b.check_ours(&claim), Err(ResumeError::OtherProcess));
+        assert_eq!(node_a.check_ours(&claim), Ok(()));
     }
 
     #[test]

@@ -388,7 +388,7 @@ async fn serve(
         video_layers: options.video_layers,
         initial_estimate_bps: options.initial_estimate_bps,
         reconnect_grace: options.reconnect_grace,
-        resume_keys: resume_keys(cluster.as_deref()).await?,
+        resume_keys: resume_keys(cluster.is_some(), &consults)?,
     });
     let admission = Arc::new(crate::admission::monitor::Gate::new(
         options.admission,
@@ -551,20 +551,20 @@ async fn wait_for_drain(registry: Registry, drain: Arc<crate::drain::Drain>) {
     }
 }
 
-/// Per process on a single node; in a cluster one key all nodes share (kept in Redis), so a
-/// client sent to any node with its token is recognised there and sent on to its node.
-async fn resume_keys(
-    cluster: Option<&crate::cluster::Cluster>,
+/// Per process on a single node; in a cluster derived from the invite secret the nodes share,
+/// so a client sent to any node with its token is recognised there and sent on to its node
+/// (tokens still resume only on the process that issued them).
+fn resume_keys(
+    cluster: bool,
+    consults: &Consults,
 ) -> Result<crate::resume::ResumeKeys, ServerError> {
-    let Some(cluster) = cluster else {
+    if !cluster {
         return crate::resume::ResumeKeys::random().map_err(ServerError::Resume);
-    };
-    let candidate = crate::consult::random::bytes::<32>();
-    let secret = cluster
-        .shared_secret("resume", &candidate)
-        .await
-        .map_err(|e| ServerError::Cluster(e.into()))?;
-    Ok(crate::resume::ResumeKeys::from_secret(&secret))
+    }
+    let secret = consults
+        .derived_key("consult resume tokens v1")
+        .map_err(ServerError::Store)?;
+    crate::resume::ResumeKeys::shared(&secret).map_err(ServerError::Resume)
 }
 
 /// Keeps this node and its consults in the directory, reports its load, and learns the other
@@ -591,17 +591,29 @@ async fn heartbeat(
             crate::admission::monitor::read_cpu_seconds(),
         );
         let participants = u64::try_from(metrics.participants.get()).unwrap_or(0);
-        // A full node keeps its consults but is not given new ones (their joins would only
-        // be refused with server_busy).
-        let full = max_participants.is_some_and(|cap| participants >= cap as u64);
         let load = crate::cluster::NodeLoad {
             participants,
             bitrate_bps,
             cpu,
-            accepting: !registry.is_draining() && metrics.admission_busy.get() == 0 && !full,
+            accepting: crate::cluster::accepting(
+                registry.is_draining(),
+                metrics.admission_busy.get() != 0,
+                participants,
+                max_participants,
+            ),
         };
         let result = match cluster.heartbeat(&load, &registry.room_ids()).await {
-            Ok(()) => cluster.nodes().await,
+            Ok(lost) => {
+                for room in lost {
+                    tracing::warn!(
+                        room,
+                        "this consult now runs on another node (this one was out of the \
+                         directory for a while): its participants rejoin there"
+                    );
+                    registry.hand_over(&room);
+                }
+                cluster.nodes().await
+            }
             Err(e) => Err(e),
         };
         match result {

@@ -83,8 +83,10 @@ impl ClusterOrigins {
                 _ => continue,
             };
             let authority = rest.split('/').next().unwrap_or_default();
-            // A CSP source list is split on spaces and `;`: such an "authority" is not one.
-            if authority.is_empty() || authority.contains([' ', ';', ',', '\'', '"']) {
+            // host[:port] only: no user info, wildcard or anything a CSP source list would
+            // read as a second source or a directive.
+            let allowed = |c: char| c.is_ascii_alphanumeric() || ".-:[]".contains(c);
+            if authority.is_empty() || !authority.chars().all(allowed) {
                 continue;
             }
             let scheme = if page_scheme == "https" { "wss" } else { "ws" };
@@ -168,6 +170,8 @@ mod tests {
             "http://not-a-socket/ws",
             "ws://bad host/ws",
             "ws://x;script-src *",
+            "ws://*.evil.example/ws",
+            "ws://user@n3/ws",
         ]);
         assert_eq!(o.pages, ["http://127.0.0.1:8081", "https://n2.consult.vn"]);
         assert_eq!(o.sockets, ["ws://127.0.0.1:8081", "wss://n2.consult.vn"]);

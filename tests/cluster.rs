@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use consult_sfu::config::{ClusterConfig, Config, ConsultsConfig};
+use consult_sfu::config::{ClusterConfig, Config, ConsultsConfig, Secret};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
@@ -69,6 +69,9 @@ fn node_config(name: &str, redis: &RedisServer, id: &str) -> Config {
         consults: ConsultsConfig {
             db_path: common::temp_dir(name).join("consults.sqlite"),
             allow_open_join: true,
+            // Shared by every node, as in a real cluster: invites and resume tokens from one
+            // node are read by the others.
+            token_secret: Some(Secret::new("cluster test secret, 32 chars or more")),
             ..ConsultsConfig::default()
         },
         cluster: ClusterConfig {
@@ -198,7 +201,10 @@ async fn consults_spread_over_the_nodes_and_racing_joins_meet_on_one() {
     assert_eq!(body["this_node"], "n1");
     for n in body["nodes"].as_array().unwrap() {
         let media = n["media"].as_str().unwrap();
-        assert!(media.starts_with("127.0.0.1:"), "each node's media address: {n}");
+        assert!(
+            media.starts_with("127.0.0.1:"),
+            "each node's media address: {n}"
+        );
     }
     assert_eq!(per_node.len(), 3, "every node holds consults: {per_node:?}");
     assert!(
@@ -296,16 +302,27 @@ async fn without_redis_new_joins_wait_and_running_consults_go_on() {
     assert_eq!(v["code"], "server_busy", "{v}");
     assert!(v["retry_after_ms"].as_u64().unwrap() >= 1000, "{v}");
 
-    // The consult that was running still answers.
+    // The running consult still answers (its mute comes back as `mute_changed`).
     send(
         &mut running,
         json!({"v":1,"type":"mute","kind":"audio","muted":true}),
     )
     .await;
-    let still = tokio::time::timeout(Duration::from_secs(3), running.next()).await;
-    assert!(
-        !matches!(still, Ok(None) | Ok(Some(Err(_)))),
-        "the running consult's socket stays open: {still:?}"
+    let echoed = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(Ok(m)) = running.next().await {
+            if let Message::Text(t) = m {
+                if serde_json::from_str::<Value>(&t).unwrap()["type"] == "mute_changed" {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(
+        echoed,
+        Ok(true),
+        "the running consult answers without Redis"
     );
 
     let metrics = get_text(&format!("http://{}/metrics", nodes[0].http), None).await;
@@ -336,4 +353,64 @@ async fn get_text(url: &str, key: Option<&str>) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
+}
+
+/// One raw Redis command (RESP), for a test that plays another node.
+async fn redis_command(redis: &RedisServer, args: &[&str]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut out = format!("*{}\r\n", args.len());
+    for a in args {
+        out.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", redis.port)).await.unwrap();
+    s.write_all(out.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 512];
+    let n = s.read(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf[..n]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consult_placed_elsewhere_meanwhile_is_handed_over() {
+    let redis = RedisServer::start("cluster-redis-4").await;
+    let nodes = nodes("cluster-handover", &redis, 2).await;
+    let urls: Vec<String> = nodes.iter().map(ws_url).collect();
+    let (mut ws, _, home, _) = join_following(urls[0].clone(), open_join("split-room", "a")).await;
+    let other = if home == urls[0] { "n2" } else { "n1" };
+    // As if this node had been out of the directory and a join elsewhere placed the consult
+    // on the other node: the next heartbeat finds it and hands the consult over.
+    let reply = redis_command(&redis, &["SET", "consult:room:split-room", other]).await;
+    assert!(reply.starts_with("+OK"), "{reply}");
+    let told = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m {
+                let v: Value = serde_json::from_str(&t).unwrap();
+                if v["type"] == "closed" {
+                    return v;
+                }
+            }
+        }
+        Value::Null
+    })
+    .await
+    .expect("told within 3 s");
+    assert_eq!(told["reason"], "server_restart", "{told}");
+    // Joining again now goes to the node that holds the consult.
+    let (_ws, _, at, hops) = join_following(home.clone(), open_join("split-room", "a")).await;
+    assert_ne!(at, home);
+    assert_eq!(hops, 1);
+    let handovers = get_text(
+        &format!(
+            "http://{}/metrics",
+            nodes[urls.iter().position(|u| *u == home).unwrap()].http
+        ),
+        None,
+    )
+    .await;
+    assert!(
+        handovers.contains("consult_cluster_handovers_total 1"),
+        "{handovers}"
+    );
+    for n in nodes {
+        n.stop().await;
+    }
 }

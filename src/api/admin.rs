@@ -1,7 +1,8 @@
-//! Node administration: `POST /api/v1/admin/drain` starts a graceful drain (`crate::drain`)
-//! before a rolling upgrade; `GET /api/v1/admin/cluster` lists the cluster's nodes and load. Any operator key may call it, but only from this machine (a
-//! Kubernetes `preStop` hook, systemd, an ops shell): a clinic's operator elsewhere must not
-//! be able to take the node out of service.
+//! Node administration. `POST /api/v1/admin/drain` starts a graceful drain (`crate::drain`)
+//! before a rolling upgrade: any operator key, but only from this machine (a Kubernetes
+//! `preStop` hook, systemd, an ops shell), so a clinic's operator elsewhere cannot take the
+//! node out of service. `GET /api/v1/admin/cluster` lists the cluster's nodes and their load:
+//! any operator key, from anywhere (it names no consult and changes nothing).
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};

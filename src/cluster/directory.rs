@@ -7,7 +7,7 @@
 //! Keys (all under `consult:`): `node:<id>` hash {url, media, rooms, participants, bitrate,
 //! cpu, accepting, at}; `nodes` set of ids; `room:<room>` = node id (TTL, refreshed by the holder);
 //! `placed:<id>` sorted set of rooms placed on a node by time, so consults placed between two
-//! heartbeats count towards its load; `secret:<name>` shared random keys.
+//! heartbeats count towards its load.
 
 use std::time::Duration;
 
@@ -58,8 +58,10 @@ pub enum DirectoryError {
     Unexpected(Reply),
 }
 
-/// Writes this node's hash and refreshes the room keys it holds (claiming those that expired,
-/// never taking one another node holds).
+/// Writes this node's hash and refreshes the room keys it holds: claims those that expired or
+/// whose holder is dead, and returns those another live node holds now (this node stalled past
+/// its TTL, or Redis restarted empty, and a join placed the consult elsewhere meanwhile): the
+/// caller hands them over, so a consult never stays split over two nodes.
 /// ARGV: id, node_ttl_ms, room_ttl_ms, url, rooms, participants, bitrate, cpu, accepting, media,
 /// room...
 const HEARTBEAT: &str = r#"
@@ -70,14 +72,17 @@ redis.call('HSET', key, 'url', ARGV[4], 'rooms', ARGV[5], 'participants', ARGV[6
   'bitrate', ARGV[7], 'cpu', ARGV[8], 'accepting', ARGV[9], 'media', ARGV[10], 'at', now)
 redis.call('PEXPIRE', key, ARGV[2])
 redis.call('SADD', 'consult:nodes', ARGV[1])
+local lost = {}
 for i = 11, #ARGV do
   local rk = 'consult:room:' .. ARGV[i]
   local cur = redis.call('GET', rk)
-  if (not cur) or cur == ARGV[1] then
+  if (not cur) or cur == ARGV[1] or redis.call('EXISTS', 'consult:node:' .. cur) == 0 then
     redis.call('SET', rk, ARGV[1], 'PX', ARGV[3])
+  else
+    table.insert(lost, ARGV[i])
   end
 end
-return now
+return lost
 "#;
 
 /// The room's node if it is alive; else (with ARGV[2] = 'place') the least-loaded accepting
@@ -168,7 +173,12 @@ impl Directory {
         &self.redis
     }
 
-    pub async fn heartbeat(&self, load: &NodeLoad, rooms: &[String]) -> Result<(), DirectoryError> {
+    /// Returns the rooms another live node holds now (see `HEARTBEAT`).
+    pub async fn heartbeat(
+        &self,
+        load: &NodeLoad,
+        rooms: &[String],
+    ) -> Result<Vec<String>, DirectoryError> {
         let node_ttl = millis(self.node_ttl);
         let room_ttl = millis(ROOM_TTL);
         let count = rooms.len().to_string();
@@ -193,7 +203,10 @@ impl Directory {
         ];
         args.extend(rooms.iter().map(|r| r.as_bytes()));
         match self.redis.command(&args).await? {
-            Reply::Int(_) => Ok(()),
+            Reply::Array(lost) => Ok(lost
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_string))
+                .collect()),
             other => Err(DirectoryError::Unexpected(other)),
         }
     }
@@ -301,21 +314,6 @@ impl Directory {
         nodes.sort_by(|a, b| a.id.cmp(&b.id));
         Ok(nodes)
     }
-
-    /// A random key shared by every node (created by whichever asks first), e.g. for resume
-    /// tokens that any node can check.
-    pub async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, DirectoryError> {
-        let key = format!("consult:secret:{name}");
-        let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
-        self.redis
-            .command(&[b"SET", key.as_bytes(), hex.as_bytes(), b"NX"])
-            .await?;
-        let reply = self.redis.command(&[b"GET", key.as_bytes()]).await?;
-        reply
-            .as_str()
-            .and_then(unhex)
-            .ok_or(DirectoryError::Unexpected(reply))
-    }
 }
 
 fn room_key(room: &str) -> String {
@@ -324,14 +322,4 @@ fn room_key(room: &str) -> String {
 
 fn millis(d: Duration) -> String {
     d.as_millis().to_string()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.is_empty() {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }

@@ -26,10 +26,9 @@ pub const NODE_TTL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    /// Redis cannot be reached, or refused us (a wrong password), at start.
     #[error("cluster directory: {0}")]
-    Directory(#[from] DirectoryError),
-    #[error("cluster directory: {0}")]
-    Redis(#[from] RedisError),
+    Connect(#[from] RedisError),
 }
 
 /// This node's membership of the cluster.
@@ -83,7 +82,12 @@ impl Cluster {
         self.dir.release(room).await
     }
 
-    pub async fn heartbeat(&self, load: &NodeLoad, rooms: &[String]) -> Result<(), DirectoryError> {
+    /// Returns the rooms running here that another live node holds now: hand them over.
+    pub async fn heartbeat(
+        &self,
+        load: &NodeLoad,
+        rooms: &[String],
+    ) -> Result<Vec<String>, DirectoryError> {
         self.dir.heartbeat(load, rooms).await
     }
 
@@ -94,10 +98,13 @@ impl Cluster {
     pub async fn nodes(&self) -> Result<Vec<NodeInfo>, DirectoryError> {
         self.dir.nodes().await
     }
+}
 
-    pub async fn shared_secret(&self, name: &str, fresh: &[u8]) -> Result<Vec<u8>, DirectoryError> {
-        self.dir.shared_secret(name, fresh).await
-    }
+/// Whether new consults may be placed on this node. A draining, saturated or full node keeps
+/// its consults but is given no new ones (their joins would only be refused).
+pub fn accepting(draining: bool, saturated: bool, participants: u64, cap: Option<usize>) -> bool {
+    let full = cap.is_some_and(|cap| participants >= cap as u64);
+    !draining && !saturated && !full
 }
 
 /// `http://h:p` → `ws://h:p/ws`, `https://h` → `wss://h/ws`.
@@ -158,6 +165,24 @@ impl Default for LoadProbe {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn accepting_new_consults() {
+        let cases = [
+            (false, false, 10, None, true),
+            (false, false, 89, Some(90), true),
+            (false, false, 90, Some(90), false),
+            (true, false, 0, None, false),
+            (false, true, 0, Some(90), false),
+        ];
+        for (draining, saturated, participants, cap, want) in cases {
+            assert_eq!(
+                accepting(draining, saturated, participants, cap),
+                want,
+                "{draining} {saturated} {participants} {cap:?}"
+            );
+        }
+    }
 
     #[test]
     fn signaling_urls_follow_the_scheme() {

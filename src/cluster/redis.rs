@@ -10,9 +10,12 @@ use tokio::sync::Mutex;
 
 use super::resp::{self, Reply, RespError};
 
-/// A command that takes longer means Redis (or the path to it) is in trouble: joins must not
-/// hang on it.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// A command that takes longer (waiting for the connection, connecting, the round trip: all of
+/// it) means Redis or the path to it is in trouble: joins must not hang on it, and a heartbeat
+/// must give up well within the node's TTL (2 s) so the next one can try.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Far more than any reply the directory sends; a server that sends more is not one to trust.
+const MAX_REPLY: usize = 2 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RedisError {
@@ -24,6 +27,8 @@ pub enum RedisError {
     Timeout { addr: String },
     #[error("redis at {addr} closed the connection")]
     Closed { addr: String },
+    #[error("redis at {addr} sent a reply over {MAX_REPLY} bytes")]
+    TooLarge { addr: String },
     #[error(transparent)]
     Protocol(#[from] RespError),
     /// The command was refused (`-ERR ...`, `-NOAUTH ...`); the connection is fine.
@@ -135,20 +140,24 @@ impl Redis {
     /// Runs one command; a `-ERR` reply is `Refused`. After a connection failure the next
     /// command reconnects.
     pub async fn command(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
+        match tokio::time::timeout(COMMAND_TIMEOUT, self.command_untimed(args)).await {
+            Ok(r) => r,
+            Err(_) => Err(RedisError::Timeout {
+                addr: self.addr_text.clone(),
+            }),
+        }
+    }
+
+    async fn command_untimed(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
         let mut slot = self.conn.lock().await;
-        // Out of the slot while in use: if this future is dropped mid-reply (a cancelled
-        // task), the half-read connection goes with it instead of confusing the next command.
+        // Out of the slot while in use: if this future is dropped mid-reply (a timeout, a
+        // cancelled task), the half-read connection goes with it instead of confusing the next
+        // command.
         let mut conn = match slot.take() {
             Some(c) => c,
             None => self.open().await?,
         };
-        let result =
-            match tokio::time::timeout(COMMAND_TIMEOUT, self.roundtrip(&mut conn, args)).await {
-                Ok(r) => r,
-                Err(_) => Err(RedisError::Timeout {
-                    addr: self.addr_text.clone(),
-                }),
-            };
+        let result = self.roundtrip(&mut conn, args).await;
         match result {
             Ok(Reply::Error(message)) => {
                 *slot = Some(conn);
@@ -223,6 +232,11 @@ impl Redis {
                     });
                 }
                 return Ok(reply);
+            }
+            if conn.buf.len() > MAX_REPLY {
+                return Err(RedisError::TooLarge {
+                    addr: self.addr_text.clone(),
+                });
             }
             let n = conn.stream.read(&mut chunk).await.map_err(io)?;
             if n == 0 {

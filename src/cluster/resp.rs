@@ -82,7 +82,10 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Reply, usize)
             if len == -1 {
                 return Ok(Some((Reply::Nil, next)));
             }
-            if !(0..=MAX_BULK).contains(&len) {
+            if len < 0 {
+                return Err(RespError::BadNumber(len.to_string()));
+            }
+            if len > MAX_BULK {
                 return Err(RespError::TooLarge(len));
             }
             let end = next + len as usize;
@@ -99,7 +102,10 @@ fn parse_at(buf: &[u8], at: usize, depth: usize) -> Result<Option<(Reply, usize)
             if len == -1 {
                 return Ok(Some((Reply::Nil, next)));
             }
-            if !(0..=MAX_ARRAY).contains(&len) {
+            if len < 0 {
+                return Err(RespError::BadNumber(len.to_string()));
+            }
+            if len > MAX_ARRAY {
                 return Err(RespError::TooLarge(len));
             }
             let mut items = Vec::with_capacity(len.min(64) as usize);
@@ -193,7 +199,8 @@ mod tests {
             (b"+a\rb\r\n", RespError::BadLine),
             (b"$3\r\nabcde", RespError::BadLine),
             (b"$99999999999\r\n", RespError::TooLarge(99_999_999_999)),
-            (b"$-2\r\n", RespError::TooLarge(-2)),
+            (b"$-2\r\n", RespError::BadNumber("-2".into())),
+            (b"*-5\r\n", RespError::BadNumber("-5".into())),
             (
                 b"*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n*1\r\n:1\r\n",
                 RespError::TooDeep,

@@ -610,12 +610,27 @@ pub fn load(
                 config.cluster.redis_url = None
             }
             "redis_url" => {
-                config.cluster.redis_url = Some(
+                // Never echo the value: it may carry the Redis password.
+                let url: crate::cluster::RedisUrl =
                     value
                         .trim()
                         .parse()
-                        .map_err(|_| bad("redis://[:password@]host[:port][/db]"))?,
-                )
+                        .map_err(|why: String| ConfigError::Invalid {
+                            field: format!("{source_name}: redis_url"),
+                            message: format!(
+                                "{why} (expected redis://[:password@]host[:port][/db])"
+                            ),
+                        })?;
+                if url.password.is_some() && source_name.starts_with("--") {
+                    return Err(ConfigError::Invalid {
+                        field: source_name,
+                        message: "a URL with a password is not accepted on the command line, \
+                                  where other users see it (ps); use CONSULT_REDIS_URL or the \
+                                  config file"
+                            .into(),
+                    });
+                }
+                config.cluster.redis_url = Some(url);
             }
             "node_id" => {
                 let id = value.trim();

@@ -704,3 +704,60 @@ fn bad_database_url_is_a_clear_error_without_the_password() {
     );
     assert!(!err.contains("pg-pass-0001"), "{err}");
 }
+
+#[test]
+fn cluster_options_and_a_bad_redis_url_without_the_password() {
+    let c = run(
+        "--redis-url redis://10.0.0.5:7000/2 --node-id n-2 --advertise-url https://n2.consult.vn/",
+        &[],
+        None,
+    )
+    .unwrap();
+    let url = c.cluster.redis_url.as_ref().unwrap();
+    assert_eq!((url.host.as_str(), url.port, url.db), ("10.0.0.5", 7000, 2));
+    assert_eq!(c.cluster.node_id.as_deref(), Some("n-2"));
+    assert_eq!(
+        c.cluster.advertise_url.as_deref(),
+        Some("https://n2.consult.vn")
+    );
+
+    for (url, want) in [
+        ("http://:rd-pass-0001@h", "must start with redis://"),
+        (
+            "redis://:rd-pass-0001@h:port",
+            "port \"port\" is not a number",
+        ),
+    ] {
+        let err = run("", &[("CONSULT_REDIS_URL", url)], None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("redis_url") && err.contains(want),
+            "{url}: {err}"
+        );
+        assert!(!err.contains("rd-pass-0001"), "{err}");
+    }
+    let err = run("--redis-url redis://:rd-pass-0001@h", &[], None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not accepted on the command line"), "{err}");
+    assert!(!err.contains("rd-pass-0001"), "{err}");
+    let with_password = run(
+        "",
+        &[("CONSULT_REDIS_URL", "redis://:rd-pass-0001@h")],
+        None,
+    )
+    .unwrap();
+    let shown = format!("{:?}", with_password.summary());
+    assert!(
+        !shown.contains("rd-pass-0001") && shown.contains("redis://:***@h:6379/0"),
+        "{shown}"
+    );
+    for bad in ["n 1", "", "n/1", &"n".repeat(65)] {
+        assert!(
+            run("", &[("CONSULT_NODE_ID", bad)], None).is_err(),
+            "{bad:?}"
+        );
+    }
+    assert!(run("--advertise-url ftp://x", &[], None).is_err());
+}

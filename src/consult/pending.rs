@@ -70,13 +70,16 @@ impl Pending {
         }
         self.last_try = Some(now);
         let before = self.items.len();
-        while let Some((what, write)) = self.items.front() {
+        // Out of the queue before it runs: a write that panics is not tried forever.
+        while let Some((what, write)) = self.items.pop_front() {
             match write(backend) {
                 Ok(()) => {}
-                Err(e) if e.is_unavailable() => break,
+                Err(e) if e.is_unavailable() => {
+                    self.items.push_front((what, write));
+                    break;
+                }
                 Err(e) => tracing::error!("consult store: writing {what} failed: {e}"),
             }
-            self.items.pop_front();
         }
         if self.items.len() < before {
             tracing::info!(
@@ -85,6 +88,21 @@ impl Pending {
                 "consult store: writes kept during the outage are in the database"
             );
         }
+    }
+
+    /// At shutdown: what could not be written is lost with the process; say how much.
+    pub(super) fn abandon(&mut self) {
+        if !self.items.is_empty() {
+            tracing::error!(
+                lost = self.items.len(),
+                "consult store: the database is still away at shutdown; kept writes are lost"
+            );
+            self.items.clear();
+        }
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
 
     /// How long the store thread may sleep before the next retry is due.

@@ -136,13 +136,21 @@ impl Shared {
                     };
                     let Some(job) = next else {
                         pending.retry(backend.as_mut(), Instant::now(), true);
+                        pending.abandon();
                         break;
                     };
                     // A bug in one job must not take the audit trail down with it.
                     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
                         let now = Instant::now();
                         match job {
-                            Job::Call(f) => f(backend.as_mut()),
+                            Job::Call(f) => {
+                                // Reads see the writes sent before them, and an operator's
+                                // writes land after those.
+                                if !pending.is_empty() {
+                                    pending.retry(backend.as_mut(), now, true);
+                                }
+                                f(backend.as_mut())
+                            }
                             Job::Write { what, write } => {
                                 pending.retry(backend.as_mut(), now, false);
                                 pending.write(backend.as_mut(), what, write, now);
@@ -252,6 +260,15 @@ impl Consults {
     /// The secret invite tokens are signed with.
     pub(super) fn secret(&self) -> Result<&[u8], StoreError> {
         Ok(&self.shared()?.secret)
+    }
+
+    /// A key for another purpose (`label`), derived from the invite secret: the same on every
+    /// node that shares the secret, and never the secret itself.
+    pub fn derived_key(&self, label: &str) -> Result<Vec<u8>, StoreError> {
+        let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, self.secret()?);
+        Ok(aws_lc_rs::hmac::sign(&key, label.as_bytes())
+            .as_ref()
+            .to_vec())
     }
 
     /// `<public_url>/?invite=<token>`.

@@ -822,7 +822,7 @@ function resumed(session, msg) {
  * The server closes this socket next; a few hops at most, or something is wrong.
  */
 function redirected(session, { url }) {
-  const valid = typeof url === 'string' && /^wss?:\/\/[^\s/]+\/ws$/.test(url);
+  const valid = isNodeUrl(url, location.protocol);
   app.redirects = (app.redirects ?? 0) + 1;
   if (!valid || app.redirects > MAX_REDIRECTS) {
     note(`redirect refused: ${url}`);
@@ -836,6 +836,19 @@ function redirected(session, { url }) {
   session.sig = null;
   old?.close();
   openSignaling(session, session.resuming);
+}
+
+/** A node's signaling socket: ws(s)://host[:port]/ws and nothing else; wss from an https page. */
+export function isNodeUrl(url, pageProtocol) {
+  if (typeof url !== 'string') return false;
+  let u;
+  try {
+    u = new URL(url);
+  } catch {
+    return false;
+  }
+  const scheme = pageProtocol === 'https:' ? ['wss:'] : ['ws:', 'wss:'];
+  return scheme.includes(u.protocol) && u.pathname === '/ws' && !u.search && !u.hash && !u.username && !u.password && !!u.hostname;
 }
 
 function onSignalingClosed(session, { wasOpen, code }) {

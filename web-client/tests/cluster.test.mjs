@@ -16,6 +16,9 @@ import { join } from 'node:path';
 import { joinUrl, launchBrowser, randomRoom, startServer, waitFor } from './lib/harness.mjs';
 import { everyoneSeesEveryone, freePort } from './lib/consult.mjs';
 
+// Shared by the nodes, as in a real cluster (invites and resume tokens read by every node).
+const SECRET = 'cluster browser test secret, 32+ characters';
+
 async function startRedis() {
   const port = await freePort('tcp');
   const dir = mkdtempSync(join(tmpdir(), 'consult-redis-'));
@@ -99,7 +102,7 @@ test('a consult whose participants start on three nodes runs on one; everyone se
       const port = await freePort('tcp');
       nodes.push(await startServer({
         httpAddr: `127.0.0.1:${port}`,
-        env: { CONSULT_REDIS_URL: redis.url, CONSULT_NODE_ID: `n${i}`, CONSULT_ADVERTISE_URL: `http://127.0.0.1:${port}` },
+        env: { CONSULT_REDIS_URL: redis.url, CONSULT_NODE_ID: `n${i}`, CONSULT_ADVERTISE_URL: `http://127.0.0.1:${port}`, CONSULT_TOKEN_SECRET: SECRET },
       }));
     }
     // A heartbeat from each, so every node is in the directory and knows the others' origins.
@@ -156,7 +159,7 @@ test('behind a load balancer, the consult\'s node is killed: the consult runs ag
       const port = await freePort('tcp');
       nodes.push(await startServer({
         httpAddr: `127.0.0.1:${port}`,
-        env: { CONSULT_REDIS_URL: redis.url, CONSULT_NODE_ID: `n${i}`, CONSULT_ADVERTISE_URL: `http://127.0.0.1:${port}` },
+        env: { CONSULT_REDIS_URL: redis.url, CONSULT_NODE_ID: `n${i}`, CONSULT_ADVERTISE_URL: `http://127.0.0.1:${port}`, CONSULT_TOKEN_SECRET: SECRET },
       }));
     }
     balancer = await startBalancer(nodes);
