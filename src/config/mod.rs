@@ -1055,6 +1055,21 @@ impl Config {
     /// Valid but probably not meant for a server that browsers on other machines use.
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
+        if self.cluster.redis_url.is_some() && self.cluster.advertise_url.is_none() {
+            out.push(
+                "redis_url without advertise_url: other nodes send this node's clients to \
+                 public_url, which behind a load balancer is not this node; set advertise_url \
+                 to the address clients reach this node at"
+                    .to_string(),
+            );
+        }
+        if self.cluster.redis_url.is_some() && self.consults.database_url.is_none() {
+            out.push(
+                "redis_url without database_url: each node keeps its own SQLite, so an invite \
+                 made on one node is not known to the others; use PostgreSQL for a cluster"
+                    .to_string(),
+            );
+        }
         if self.consults.allow_open_join {
             out.push(
                 "allow_open_join is on: anyone who reaches the server enters any consult \
