@@ -44,8 +44,19 @@ pub struct Route {
 
 #[derive(Debug)]
 pub enum DemuxCommand {
-    Register { ufrag: String, route: Route },
-    Unregister { ufrag: String },
+    Register {
+        ufrag: String,
+        route: Route,
+    },
+    Unregister {
+        ufrag: String,
+    },
+    /// SRTP with this SSRC from an unknown address goes to the participant with this ufrag
+    /// (its client's NAT may have rebound; see `demux`).
+    RegisterSsrc {
+        ufrag: String,
+        ssrc: u32,
+    },
 }
 
 /// Room inbox size: about 0.5 s of a busy room's media. Beyond that the room is overloaded and
@@ -90,6 +101,7 @@ pub async fn receive_loop(
                     });
                     demux.unregister(&ufrag);
                 }
+                Some(DemuxCommand::RegisterSsrc { ufrag, ssrc }) => demux.register_ssrc(&ufrag, ssrc),
                 None => return,
             },
             received = socket.recv_buf_from(&mut buf) => {

@@ -187,6 +187,32 @@ async function diagnostics(lab, pages) {
   return out.join('\n');
 }
 
+/**
+ * RESUME_TIMELINE=1: the patient's and clinic's client logs and the SFU's ICE lines around
+ * `event`, each line with its time (s) relative to it, to see where a recovery's time goes.
+ */
+async function printTimeline(lab, pages, event) {
+  const lines = [];
+  for (const [name, page] of Object.entries(pages)) {
+    const { origin, log } = await page.evaluate(() => ({ origin: performance.timeOrigin, log: window.consult?.log ?? [] }));
+    for (const l of log) {
+      const m = /^(\d+\.\d+) (.*)$/.exec(l);
+      if (!m) continue;
+      const t = origin + Number(m[1]) * 1000 - event;
+      if (t > -3000 && t < 8000) lines.push([t, `${name}: ${m[2]}`]);
+    }
+  }
+  for (const l of (lab.sfuLog?.text() ?? '').split('\n')) {
+    const clean = l.replace(/\x1b\[[0-9;]*m/g, '');
+    const m = /^(\d{4}-\d\d-\d\dT[\d:.]+Z)\s+(.*)$/.exec(clean);
+    if (!m || !/ice|ICE|nominat|resum|restart|path|reflexive|State change|signaling|Remove failed|offer|answer/i.test(m[2])) continue;
+    const t = Date.parse(m[1]) - event;
+    if (t > -3000 && t < 8000) lines.push([t, `sfu: ${m[2].slice(0, 220)}`]);
+  }
+  lines.sort((a, b) => a[0] - b[0]);
+  console.log(lines.map(([t, l]) => `# ${(t / 1000).toFixed(3)} ${l}`).join('\n'));
+}
+
 function summary(series, who, fromT) {
   return series
     .filter((_, i) => i % 5 === 0)
@@ -327,6 +353,7 @@ async function addressChange(profile, label) {
     const r = recoveriesAfter(rec, ids, applied);
     const gap = longestGap(series.clinic, ids.patient, 'frames', change - 2000, change + 9000);
     console.log(`# ${label}: media flowing again after the change: ${formatMs(r)} (longest gap in the patient's video at the clinic ${secs(gap)} s)`);
+    if (process.env.RESUME_TIMELINE === '1') await printTimeline(lab, pages, applied);
     console.log(`# ${label}: mute toggle ${muteSeen ? `reached the clinic after ${secs(muteSeen - muteSent)} s` : 'did NOT reach the clinic within 10 s'}; patient resumes: ${series.patient.at(-1).s.resumes}`);
     assert.ok(worstMs(r) <= RECOVER_S * 1000,
       `media not flowing both ways within ${RECOVER_S} s of the change: ${formatMs(r)}\nclinic <- patient:\n${summary(series.clinic, ids.patient, change)}\npatient <- clinic:\n${summary(series.patient, ids.clinic, change)}`);
@@ -338,22 +365,24 @@ async function addressChange(profile, label) {
   });
 }
 
-// Not yet in the test command: measured 2026-11-26 against the 3 s bound, the address change
-// gives 2.95-3.43 s (an ICE restart through the 80 ms link takes about 1.5 s of that) and the
-// NAT rebinding 0.9-3.05 s, so either would fail the test command about half the time. They
-// run with RESUME_ADDRESS_TESTS=1 (see load-tests/README.md and the notes on issue 7).
-const addressTests = process.env.RESUME_ADDRESS_TESTS === '1'
+// Not yet in the test command: Chromium puts the new address into ICE only about 2.0 s after
+// the change (its network list follows the OS with a delay; measured 2.03-2.08 s in every run),
+// so the first check on the new path reaches the SFU at 2.1 s and media flows at 2.4-2.6 s;
+// the clinic's video then waits for the patient's keyframe, 2.9-3.0 s typical on this shared
+// machine and up to 4.3 s under load: it would fail the test command about half the time.
+// RESUME_ADDRESS_TESTS=1 runs it (see load-tests/README.md and the notes on issue 7).
+const addressChangeGate = process.env.RESUME_ADDRESS_TESTS === '1'
   ? {}
-  : { skip: 'misses the 3 s bound about half the time (2.95-3.43 s); RESUME_ADDRESS_TESTS=1 runs it' };
+  : { skip: 'at the 3 s bound (2.9-3.0 s typical, up to 4.3 s under load); RESUME_ADDRESS_TESTS=1 runs it' };
 
 // Wi-Fi gives way to 3G: the client's own address changes (Chromium sees its interface's
 // address go and a new one come) and the server sees it behind a new NAT address and port.
-test('address change mid-consult (Wi-Fi to 3G: new client address, new NAT address): media resumes within 3 s', { timeout: 150_000, ...addressTests }, () =>
+test('address change mid-consult (Wi-Fi to 3G: new client address, new NAT address): media resumes within 3 s', { timeout: 150_000, ...addressChangeGate }, () =>
   addressChange('address-change', 'address change'));
 
 // The same seen only from the server: the carrier NAT rebinds (new address and port), the
 // client's own address stays, so nothing changes for Chromium locally.
-test('NAT rebinding mid-consult (new address and port seen by the server only): media resumes within 3 s', { timeout: 150_000, ...addressTests }, () =>
+test('NAT rebinding mid-consult (new address and port seen by the server only): media resumes within 3 s', { timeout: 150_000 }, () =>
   addressChange('nat-rebind', 'NAT rebinding'));
 
 async function signalingDrop(how) {
@@ -391,6 +420,7 @@ async function signalingDrop(how) {
     const { series } = rec;
     const gap = longestGap(series.clinic, ids.patient, 'frames', dropped - 1000, resumed + 3000);
     const gapBack = longestGap(series.patient, ids.clinic, 'frames', dropped - 1000, resumed + 3000);
+    if (process.env.RESUME_TIMELINE === '1') await printTimeline(lab, pages, dropped);
     console.log(`# signaling drop (${how}): resumed after ${secs(resumed - dropped)} s; longest video gap clinic <- patient ${secs(gap)} s, patient <- clinic ${secs(gapBack)} s; mute reached both others after ${secs(muteMs)} s, unmute ${secs(unmuteMs)} s`);
     assert.ok(gap <= 1000, `the clinic's video from the patient stopped for ${secs(gap)} s:\n${summary(series.clinic, ids.patient, dropped)}`);
     assert.ok(gapBack <= 1000, `the patient's video from the clinic stopped for ${secs(gapBack)} s:\n${summary(series.patient, ids.clinic, dropped)}`);

@@ -40,9 +40,11 @@ impl Room {
         let mut ladders = Vec::new();
         let mut audio_rates: Vec<(TrackId, u64)> = Vec::new();
         for p in &mut self.participants {
+            let outage = p.media_outage(now);
             for publication in &mut p.publications {
                 if publication.kind == MediaKind::Video {
-                    ladders.push((publication.track.clone(), publication.ladder(now, &nominal)));
+                    let ladder = publication.ladder(now, &nominal, outage);
+                    ladders.push((publication.track.clone(), ladder));
                 } else {
                     // Only audio that flows costs anything (muted, DTX silence or no mic: ~0).
                     let meter = &mut publication.layers[0].meter;

@@ -56,6 +56,13 @@ impl Room {
                 let publication = &mut publisher.publications[k];
                 publication.ssrcs.push((ssrc, spatial));
                 publication.layers[spatial as usize].ssrc = Some(ssrc);
+                let _ = self
+                    .plane
+                    .demux
+                    .send(crate::udp::DemuxCommand::RegisterSsrc {
+                        ufrag: publisher.ufrag.clone(),
+                        ssrc: *ssrc,
+                    });
                 (k, spatial)
             }
         };

@@ -9,6 +9,7 @@ mod media;
 mod negotiation;
 pub mod participant;
 pub mod participation;
+mod path;
 pub mod permission;
 mod resume;
 pub mod snapshot;
@@ -126,6 +127,9 @@ enum Work {
     ChannelData(ParticipantId, str0m::channel::ChannelData),
     /// A participant's channel buffer drained: held-back image acks may go out.
     ChannelDrained,
+    /// A participant's media moved to another address (a rebound NAT, an ICE restart onto a
+    /// new network): what was sent in between is lost, so video restarts from keyframes.
+    PathMoved(ParticipantId),
 }
 
 pub struct Room {
@@ -382,6 +386,7 @@ impl Room {
             reconnecting: false,
             resume_refresh_at: now + crate::resume::REFRESH,
             ice_restart_wanted: false,
+            ice_restart_offered: false,
             offer_sdp: None,
             rtc,
             ufrag,
@@ -392,6 +397,7 @@ impl Room {
             subscriptions: Vec::new(),
             next_timeout: now,
             ice_lost_at: None,
+            send_path: Default::default(),
             allocator: Default::default(),
             prober: Default::default(),
             estimate_bps: None,
@@ -598,7 +604,10 @@ impl Room {
             return; // not STUN/DTLS/RTP: ignore, as a NIC would
         };
         let (proto, destination) = match d.transport {
-            crate::udp::Transport::Udp => (Protocol::Udp, self.plane.candidate_addr),
+            crate::udp::Transport::Udp => {
+                self.participants[i].send_path.on_receive(d.source, &d.data);
+                (Protocol::Udp, self.plane.candidate_addr)
+            }
             crate::udp::Transport::Tcp { local, writer } => {
                 let p = &mut self.participants[i];
                 if !p.tcp.iter().any(|(a, _)| *a == d.source) {
@@ -624,7 +633,18 @@ impl Room {
         if let Err(e) = self.participants[i].rtc.handle_input(input) {
             debug!(participant = %d.participant, "input rejected: {e}");
         }
+        // The queue is empty here (drained after every datagram), so RTP in it now is what
+        // str0m accepted from this datagram: fresh and authenticated, proof of the source.
+        let queued = self.work.len();
         self.drive(i);
+        let accepted = self
+            .work
+            .iter()
+            .skip(queued)
+            .any(|w| matches!(w, Work::Rtp(from, _) if *from == d.participant));
+        if accepted && proto == Protocol::Udp {
+            self.participants[i].send_path.on_media(d.source, d.at);
+        }
         self.process_work();
     }
 
@@ -696,10 +716,19 @@ impl Room {
                     }
                 }
                 Output::Transmit(t) => {
+                    let path = p
+                        .send_path
+                        .on_transmit(t.destination, &t.contents, Instant::now());
+                    if path.destination != t.destination && path.moved {
+                        info!(participant = %p.id, from = %t.destination, to = %path.destination, "media follows the client's new address");
+                    }
+                    if path.moved {
+                        self.work.push_back(Work::PathMoved(p.id));
+                    }
                     if self
                         .plane
                         .socket
-                        .try_send_to(&t.contents, t.destination)
+                        .try_send_to(&t.contents, path.destination)
                         .is_err()
                     {
                         self.plane.metrics.udp_send_dropped.inc();
@@ -782,6 +811,7 @@ impl Room {
                     self.on_channel_data(from, data.binary, &data.data)
                 }
                 Work::ChannelDrained => self.ack_transfers(),
+                Work::PathMoved(who) => self.restart_video_of(who),
             }
         }
     }

@@ -82,6 +82,14 @@ impl Room {
                 return Err((ErrorCode::BadSdp, format!("cannot parse answer: {e}")));
             }
         };
+        // Chromium answering an ICE restart we offered takes the controlled role (the offerer
+        // controls); str0m keeps its old role, so both would claim controlled and settle it by
+        // a role conflict: an extra round trip half the time. Set before the answer is applied,
+        // since str0m's restart then forms the new pairs with priorities for this role. (An
+        // answer str0m rejects leaves a mismatch to that same role conflict, no worse.)
+        if std::mem::take(&mut p.ice_restart_offered) {
+            p.rtc.direct_api().set_ice_controlling(true);
+        }
         if let Err(e) = p.rtc.sdp_api().accept_answer(pending, answer) {
             // str0m dropped the pending change: offer the same changes again.
             for s in &mut p.subscriptions {
@@ -276,6 +284,7 @@ impl Room {
             return;
         };
         p.pending_offer = Some(pending);
+        p.ice_restart_offered = restart.is_some();
         if let Some(ufrag) = restart {
             info!(participant = %p.id, "ICE restart offered");
             // STUN with the new username must reach this participant; the old one stays

@@ -26,6 +26,10 @@ use crate::ids::{ParticipantId, TrackId};
 pub const LAYER_TIMEOUT: Duration = Duration::from_millis(1500);
 /// A layer dynacast restarted counts as available this long before its first packet.
 pub const LAYER_RESTART: Duration = Duration::from_secs(3);
+/// A publisher silent on every track (audio too, which DTX keeps alive) has lost its path,
+/// not a layer: its ladders hold this long before silent layers count as gone, so its
+/// subscribers do not switch layers (each switch waits for a keyframe) while it comes back.
+pub const OUTAGE_HOLD: Duration = Duration::from_secs(10);
 
 /// One simulcast layer (or the only stream) of a published video track, as received.
 #[derive(Debug, Default)]
@@ -83,7 +87,8 @@ impl Publication {
 
     /// The layers subscribers may be given now. A layer dynacast stopped counts, at its last
     /// rate (or the configured one), so it can be asked for again.
-    pub fn ladder(&mut self, now: Instant, nominal_bps: &[u64]) -> Ladder {
+    /// `outage`: the publisher is silent on every track (see `OUTAGE_HOLD`).
+    pub fn ladder(&mut self, now: Instant, nominal_bps: &[u64], outage: bool) -> Ladder {
         let mut rates = [None; 3];
         let mut temporal = 1;
         for (s, l) in self.layers.iter_mut().enumerate() {
@@ -102,7 +107,7 @@ impl Publication {
                 let restarting = l
                     .requested_at
                     .is_some_and(|t| now.saturating_duration_since(t) < LAYER_RESTART);
-                if !l.requested || restarting {
+                if !l.requested || restarting || outage {
                     rates[s] = l.cost.last().or(nominal_bps.get(s).copied());
                 }
             }
@@ -248,6 +253,8 @@ pub struct Participant {
     pub resume_refresh_at: Instant,
     /// The client asked for an ICE restart; done with the next offer.
     pub ice_restart_wanted: bool,
+    /// The offer outstanding restarts ICE.
+    pub ice_restart_offered: bool,
     /// The SDP of the offer outstanding, sent again after a resume (the first may be lost).
     pub offer_sdp: Option<String>,
     pub rtc: Rtc,
@@ -261,6 +268,8 @@ pub struct Participant {
     pub subscriptions: Vec<Subscription>,
     pub next_timeout: Instant,
     pub ice_lost_at: Option<Instant>,
+    /// Where this participant's media goes over UDP (follows a rebound NAT).
+    pub send_path: super::path::SendPath,
     /// Bandwidth adaptation of what this participant receives.
     pub allocator: Allocator<TrackId>,
     pub prober: Prober,
@@ -371,6 +380,19 @@ impl Participant {
         } else {
             cap
         }
+    }
+
+    /// No RTP on any track for `LAYER_TIMEOUT`, after some within `OUTAGE_HOLD`: its media
+    /// path is down (an outage, a new address being found), not one layer.
+    pub fn media_outage(&self, now: Instant) -> bool {
+        let meters = || {
+            self.publications
+                .iter()
+                .flat_map(|x| x.layers.iter())
+                .map(|l| &l.meter)
+        };
+        !meters().any(|m| m.active(now, LAYER_TIMEOUT))
+            && meters().any(|m| m.active(now, OUTAGE_HOLD))
     }
 
     /// Since when the participant has been unreachable (signaling or media), if it is.

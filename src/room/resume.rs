@@ -126,6 +126,43 @@ impl Room {
     }
 }
 
+impl Room {
+    /// `who`'s media path changed: what it receives restarts from keyframes, and so does its
+    /// video at every subscriber (packets it sent before its new address was known are lost).
+    pub(super) fn restart_video_of(&mut self, who: ParticipantId) {
+        info!(participant = %who, "media path moved: video restarts from keyframes");
+        let mut wanted = Vec::new();
+        for p in &mut self.participants {
+            for s in &mut p.subscriptions {
+                if let Forwarding::Video(f) = &mut s.forwarding {
+                    if p.id == who || s.track.publisher == who {
+                        f.restart();
+                        if let Some(layer) = f.target() {
+                            wanted.push((s.track.clone(), layer.spatial));
+                        }
+                    }
+                }
+            }
+        }
+        // Asked now rather than when the next packet shows the restart: the publisher that
+        // moved hears from us on its new address at once, a round trip before its media does.
+        let now = Instant::now();
+        // Its layers come back one by one (audio first, then each layer's keyframe): until
+        // they do, they count as restarting, not gone, or its subscribers would switch layers
+        // (and wait for another keyframe) on the way.
+        if let Some(p) = self.participants.iter_mut().find(|p| p.id == who) {
+            for layer in p.publications.iter_mut().flat_map(|x| x.layers.iter_mut()) {
+                if layer.requested {
+                    layer.requested_at = Some(now);
+                }
+            }
+        }
+        for (track, spatial) in wanted {
+            self.request_keyframe(&track, spatial, now);
+        }
+    }
+}
+
 /// After media came back from an outage, video restarts from a keyframe: what was sent during
 /// the outage is lost, and a decoder fed deltas without their references shows garbage.
 pub(super) fn restart_video(p: &mut Participant) {

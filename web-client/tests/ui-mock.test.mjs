@@ -349,3 +349,62 @@ test('operator page against a scripted API', { timeout: 30_000 }, async () => {
   assert.ok(widths.every((w) => w <= 390), `cards fit a phone: ${widths}`);
   await page.close();
 });
+
+test('a mute toggled while the socket was silently dead is sent again after the resume; the operator\'s mute made meanwhile is kept', { timeout: 30_000 }, async () => {
+  const page = await browser.newPage('resume-mute');
+  // A microphone and camera without devices, so there is something to mute.
+  await page.addInitScript(() => {
+    navigator.mediaDevices.getUserMedia = async () => {
+      const audio = new AudioContext().createMediaStreamDestination().stream.getAudioTracks()[0];
+      const canvas = Object.assign(document.createElement('canvas'), { width: 64, height: 36 });
+      canvas.getContext('2d').fillRect(0, 0, 64, 36);
+      return new MediaStream([audio, canvas.captureStream(5).getVideoTracks()[0]]);
+    };
+  });
+  const sockets = [];
+  let youOnResume = you('p2', 'Chị Hoa', 'patient');
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    const entry = { ws, sent: [] };
+    sockets.push(entry);
+    ws.onMessage((data) => {
+      const msg = JSON.parse(String(data));
+      entry.sent.push(msg);
+      if (msg.type !== 'join') return;
+      ws.send(JSON.stringify({ v: 1, type: 'joined', participant_id: 'p2', room: 'c-1', title: 'T', you: msg.resume ? youOnResume : you('p2', 'Chị Hoa', 'patient'),
+        participants: [you('p1', 'Phòng khám', 'clinic')], video_layers: layers, resume_token: 'token-1', resumed: !!msg.resume }));
+    });
+  });
+  await page.goto(`${server.baseUrl}/?invite=aaa.bbb.ccc&lang=en`);
+  await page.waitForSelector('#call-screen', { state: 'visible', timeout: 5_000 });
+  const mutes = (i) => sockets[i].sent.filter((m) => m.type === 'mute' && m.kind === 'audio');
+
+  // The socket is dead but nobody knows yet: the toggle goes out and is never echoed.
+  await waitFor(() => page.evaluate(() => window.consult.pc !== null), { timeoutMs: 5_000, what: 'the call' });
+  await page.evaluate(() => window.consult.toggleMute('audio'));
+  await waitFor(() => mutes(0).length === 1, { timeoutMs: 5_000, what: 'the mute on the first socket' });
+  await sockets[0].ws.close({ code: 1006 });
+  await waitFor(() => page.evaluate(() => window.consult.resumes === 1), { timeoutMs: 8_000, what: 'resumed' });
+  await waitFor(() => mutes(1).length === 1, { timeoutMs: 5_000, what: 'the mute sent again after the resume' });
+  assert.equal(mutes(1)[0].muted, true);
+
+  // Echoed, the toggle is confirmed: the next resume sends nothing again.
+  sockets[1].ws.send(JSON.stringify({ v: 1, type: 'mute_changed', participant_id: 'p2', kind: 'audio', muted: true }));
+  await new Promise((r) => setTimeout(r, 200));
+  youOnResume = { ...you('p2', 'Chị Hoa', 'patient'), audio_muted: true };
+  await sockets[1].ws.close({ code: 1006 });
+  await waitFor(() => page.evaluate(() => window.consult.resumes === 2), { timeoutMs: 8_000, what: 'resumed twice' });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(mutes(2).length, 0, 'a confirmed mute is not sent again');
+
+  // We unmuted ourselves (confirmed); the operator muted us while the socket was dead: the
+  // server's state wins.
+  await page.evaluate(() => window.consult.toggleMute('audio'));
+  sockets[2].ws.send(JSON.stringify({ v: 1, type: 'mute_changed', participant_id: 'p2', kind: 'audio', muted: false }));
+  await waitFor(() => page.evaluate(() => window.consult.muted.audio === false), { timeoutMs: 5_000, what: 'unmuted' });
+  youOnResume = { ...you('p2', 'Chị Hoa', 'patient'), audio_muted: true };
+  await sockets[2].ws.close({ code: 1006 });
+  await waitFor(() => page.evaluate(() => window.consult.resumes === 3), { timeoutMs: 8_000, what: 'resumed three times' });
+  await waitFor(() => page.evaluate(() => window.consult.muted.audio === true), { timeoutMs: 5_000, what: 'the operator\'s mute adopted' });
+  assert.equal(mutes(3).length, 0, 'no unmute sent over the operator\'s mute');
+  await page.close();
+});
