@@ -25,7 +25,19 @@ struct RedisServer {
 }
 
 impl RedisServer {
+    /// On a free port. The port is found by binding port 0 and letting it go, so another test
+    /// may take it first: then this redis-server exits at once (address in use) while the
+    /// port answers for the other one. Checked, and tried again on a new port.
     async fn start(name: &str) -> Self {
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start(name).await {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on a free port in 5 tries");
+    }
+
+    async fn try_start(name: &str) -> Option<Self> {
         let dir = common::temp_dir(name);
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -39,10 +51,14 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/test-all.sh installs it)");
-        let server = RedisServer { child, port, dir };
+        let mut server = RedisServer { child, port, dir };
         for _ in 0..100 {
+            if server.child.try_wait().unwrap().is_some() {
+                return None; // the port was taken: Drop removes the folder
+            }
             if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return server;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+                return server.child.try_wait().unwrap().is_none().then_some(server);
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

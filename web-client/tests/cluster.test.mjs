@@ -19,22 +19,38 @@ import { everyoneSeesEveryone, freePort } from './lib/consult.mjs';
 // Shared by the nodes, as in a real cluster (invites and resume tokens read by every node).
 const SECRET = 'cluster browser test secret, 32+ characters';
 
+/**
+ * redis-server on a free port. The port is found by binding port 0 and letting it go, so
+ * another test may take it first: then this redis-server exits at once (address in use) while
+ * the port answers for the other one. Checked, and tried again on a new port.
+ */
 async function startRedis() {
-  const port = await freePort('tcp');
-  const dir = mkdtempSync(join(tmpdir(), 'consult-redis-'));
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  const listening = () => new Promise((res) => {
-    const s = connect(port, '127.0.0.1', () => { s.end(); res(true); });
-    s.once('error', () => res(false));
-  });
-  await waitFor(listening, { timeoutMs: 5_000, intervalMs: 50, what: `redis-server on ${port}` });
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    stop() {
-      proc.kill('SIGKILL');
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort('tcp');
+    const dir = mkdtempSync(join(tmpdir(), 'consult-redis-'));
+    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+    let exited = false;
+    proc.once('exit', () => { exited = true; });
+    const listening = () => new Promise((res) => {
+      if (exited) return res(true);
+      const s = connect(port, '127.0.0.1', () => { s.end(); res(true); });
+      s.once('error', () => res(false));
+    });
+    await waitFor(listening, { timeoutMs: 5_000, intervalMs: 50, what: `redis-server on ${port}` });
+    await new Promise((r) => setTimeout(r, 150));
+    if (exited) {
       rmSync(dir, { recursive: true, force: true });
-    },
-  };
+      continue;
+    }
+    return {
+      url: `redis://127.0.0.1:${port}`,
+      stop() {
+        proc.kill('SIGKILL');
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+  throw new Error('redis-server did not start on a free port in 5 tries');
 }
 
 /**
