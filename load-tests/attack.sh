@@ -3,9 +3,12 @@
 # the running consults' media must be unaffected. Starts the release SFU (with ICE-TCP) on
 # loopback, runs synthetic consults twice for DURATION seconds: first undisturbed (baseline),
 # then while load-tests/attack/garbage.py sends ~20,000 hostile datagrams a second at the
-# media port and garbage to the ICE-TCP port. Fails unless every participant got media in both
-# runs, the SFU survived, and loss during the attack stays under 1 %; prints loss and
-# forwarding latency of both runs side by side.
+# media port and garbage to the ICE-TCP port, and load-tests/attack/hijack.py (root: it sniffs
+# loopback and forges source addresses) replays the participants' own RTP from a new address,
+# sends RTP with their SSRCs and forged payloads, and garbage claiming to come from their own
+# addresses. Fails unless every participant got media in both runs, the SFU survived, loss
+# during the attack stays under 1 %, and no participant's media was moved to the attacker's
+# address; prints loss and forwarding latency of both runs side by side.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +27,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 CONSULT_ALLOW_OPEN_JOIN=1 CONSULT_DB_PATH="$work/consults.sqlite" \
-  "$SFU" --http-addr 127.0.0.1:0 --udp-addr 127.0.0.1:0 --ice-tcp-addr 127.0.0.1:0 --log warn \
+  "$SFU" --http-addr 127.0.0.1:0 --udp-addr 127.0.0.1:0 --ice-tcp-addr 127.0.0.1:0 \
+  --log 'warn,consult_sfu::room=info' \
   >"$work/sfu.out" 2>"$work/sfu.err" &
 sfu_pid=$!
 http="" udp=""
@@ -46,9 +50,22 @@ run() {
 run baseline
 python3 "$root/load-tests/attack/garbage.py" 127.0.0.1 "${udp##*:}" "$((DURATION + 2))" ${tcp_port:-} >"$work/garbage.log" 2>&1 &
 attacker=$!
+python3 "$root/load-tests/attack/hijack.py" "${udp##*:}" "$((DURATION + 2))" >"$work/hijack.log" 2>&1 &
+hijacker=$!
 run attacked
 wait "$attacker" || true
-cat "$work/garbage.log"
+wait "$hijacker" || { echo "attack: FAILED: hijack.py failed"; cat "$work/hijack.log"; exit 1; }
+cat "$work/garbage.log" "$work/hijack.log"
+grep -q "SSRCs seen" "$work/hijack.log" && ! grep -q " 0 SSRCs seen" "$work/hijack.log" ||
+  { echo "attack: FAILED: hijack.py saw no participant's RTP (nothing was tried)"; exit 1; }
+hijack_port="$(sed -n 's/^hijack: sending from 127.0.0.1:\([0-9]*\)$/\1/p' "$work/hijack.log")"
+moved="$(sed 's/\x1b\[[0-9;]*m//g' "$work/sfu.err" | grep "media follows the client's new address" || true)"
+if grep -q "to=127.0.0.1:$hijack_port\b" <<<"$moved"; then
+  echo "attack: FAILED: a participant's media was moved to the attacker's address:"
+  grep "to=127.0.0.1:$hijack_port" <<<"$moved" | head -5
+  exit 1
+fi
+echo "attack: media moved to a new address $(grep -c . <<<"$moved" || true) times (none to the attacker's 127.0.0.1:$hijack_port)"
 
 if ! kill -0 "$sfu_pid" 2>/dev/null; then
   echo "attack: FAILED: the SFU died"; tail -n 30 "$work/sfu.err"; exit 1
