@@ -101,6 +101,7 @@ impl Room {
                 .collect();
             let input = allocator::Input {
                 estimate_bps: s.usable_estimate(now, self.plane.initial_estimate_bps),
+                measured: s.estimate_bps.is_some(),
                 audio_bps,
                 loss: s.link_stats().egress_loss.unwrap_or(0.0),
                 video,

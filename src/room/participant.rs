@@ -103,11 +103,15 @@ impl Publication {
                 };
                 rates[s] = cost.or(nominal_bps.get(s).copied());
                 temporal = temporal.max(l.max_temporal + 1);
-            } else if l.ssrc.is_some() {
+            } else if l.ssrc.is_some() || self.simulcast {
+                // A layer never seen counts too once dynacast has stopped it: a publisher whose
+                // own estimate was still ramping up may not have sent its top layer before
+                // dynacast stopped it, and then nobody could ever ask for it again (seen in the
+                // step test: the good subscriber held on 640x360 for a whole run).
                 let restarting = l
                     .requested_at
                     .is_some_and(|t| now.saturating_duration_since(t) < LAYER_RESTART);
-                if !l.requested || restarting || outage {
+                if !l.requested || restarting || (outage && l.ssrc.is_some()) {
                     rates[s] = l.cost.last().or(nominal_bps.get(s).copied());
                 }
             }
@@ -436,5 +440,47 @@ pub fn video_codec(params: &PayloadParams) -> VideoCodec {
         Codec::Vp8 => VideoCodec::Vp8,
         Codec::H264 => VideoCodec::H264,
         _ => VideoCodec::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spatial_layers(ladder: &crate::adapt::layer::Ladder) -> Vec<u8> {
+        let mut s: Vec<u8> = ladder.steps().map(|(l, _)| l.spatial).collect();
+        s.dedup();
+        s
+    }
+
+    #[test]
+    fn a_layer_never_seen_is_offered_once_dynacast_stopped_it() {
+        let track = TrackId {
+            publisher: ParticipantId(1),
+            mid: str0m::media::Mid::from("1"),
+        };
+        let now = Instant::now();
+        let nominal = [150_000, 400_000, 1_200_000];
+        let mut p = Publication::new(track.clone(), MediaKind::Video, true, 5_000_000);
+        // Asked for and not arriving yet (the publisher's encoder starts low): not offered.
+        assert!(spatial_layers(&p.ladder(now, &nominal, false)).is_empty());
+        // Dynacast stopped the top layer before it ever arrived: offered at its configured
+        // rate, so a subscriber with the bandwidth can ask for it again.
+        p.layers[2].requested = false;
+        let ladder = p.ladder(now, &nominal, false);
+        assert_eq!(spatial_layers(&ladder), [2]);
+        assert!(ladder.steps().all(|(_, bps)| bps <= 1_200_000));
+        // Asked for again: offered while it restarts, gone if it never comes.
+        p.layers[2].requested = true;
+        p.layers[2].requested_at = Some(now);
+        assert_eq!(
+            spatial_layers(&p.ladder(now + Duration::from_secs(1), &nominal, false)),
+            [2]
+        );
+        assert!(spatial_layers(&p.ladder(now + LAYER_RESTART, &nominal, false)).is_empty());
+        // Without simulcast the only layer is the stream itself: nothing to offer before it.
+        let mut single = Publication::new(track, MediaKind::Video, false, 5_000_000);
+        single.layers[0].requested = false;
+        assert!(spatial_layers(&single.ladder(now, &nominal, false)).is_empty());
     }
 }

@@ -63,6 +63,12 @@ pub struct VideoInput<K> {
 pub struct Input<K> {
     /// The send-side estimate towards this subscriber, bits per second.
     pub estimate_bps: u64,
+    /// The estimate was measured on this subscriber's link; false while it is still the
+    /// configured initial guess. Until then new subscriptions start on their lowest layer and
+    /// nothing steps up or probes: a guess above a rural link's capacity would otherwise start
+    /// it on a layer the link cannot carry, and the queue that builds behind it delays the
+    /// keyframe of the switch down for seconds (the weak subscriber froze 4-10 s at join).
+    pub measured: bool,
     /// Bitrate of the audio this subscriber receives, budgeted first.
     pub audio_bps: u64,
     /// Fraction of our packets the subscriber reports lost (0..1). Above `LOSS_TOLERATED`
@@ -173,16 +179,18 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
         let mut targets = Vec::with_capacity(input.video.len());
         let mut stepped_up = false;
         for ((v, want), want_up) in input.video.iter().zip(wanted).zip(wanted_up) {
-            // A new subscription starts where the estimate says, but with the lowest layer
-            // rather than paused: poor video beats no video, and if even that does not fit the
-            // normal step-down pauses it.
-            let start = match want {
-                Target::PausedForBandwidth => v
-                    .ladder
-                    .steps()
-                    .find(|(l, _)| l.spatial <= v.max_spatial)
-                    .map_or(want, |(l, _)| Target::Layer(l)),
-                other => other,
+            // A new subscription starts where a measured estimate says, but with the lowest
+            // layer rather than paused: poor video beats no video, and if even that does not
+            // fit the normal step-down pauses it. Without a measurement, the lowest layer.
+            let lowest = v
+                .ladder
+                .steps()
+                .find(|(l, _)| l.spatial <= v.max_spatial)
+                .map(|(l, _)| Target::Layer(l));
+            let start = match (want, lowest) {
+                (Target::PausedForBandwidth, Some(lowest)) => lowest,
+                (_, Some(lowest)) if !input.measured => lowest,
+                (other, _) => other,
             };
             let state = self.tracks.entry(v.key.clone()).or_insert(TrackState {
                 target: start,
@@ -213,11 +221,6 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             } else {
                 want
             };
-            let lowest = v
-                .ladder
-                .steps()
-                .find(|(l, _)| l.spatial <= v.max_spatial)
-                .map(|(l, _)| Target::Layer(l));
             let next = if !current_valid {
                 // The layer went away (publisher stopped it) or the cap changed: move now.
                 want
@@ -252,7 +255,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                         current
                     }
                 }
-            } else if rank(v, want_up) > rank(v, current) {
+            } else if input.measured && rank(v, want_up) > rank(v, current) {
                 state.short_since = None;
                 let since = *state.room_since.get_or_insert(now);
                 // Paused video comes back at the lowest layer after a short hold, whatever
@@ -296,7 +299,11 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             .map(|(v, (_, t))| rate_of(v, *t))
             .sum::<u64>()
             + input.audio_bps;
-        let probe_bps = probe_target(input, &targets, allocated_bps);
+        let probe_bps = if input.measured {
+            probe_target(input, &targets, allocated_bps)
+        } else {
+            (allocated_bps as f64 / HEADROOM) as u64
+        };
         Output {
             targets,
             probe_bps,

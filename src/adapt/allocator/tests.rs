@@ -24,6 +24,7 @@ fn camera(key: u32) -> VideoInput<u32> {
 fn input(estimate_bps: u64, video: Vec<VideoInput<u32>>) -> Input<u32> {
     Input {
         estimate_bps,
+        measured: true,
         audio_bps: AUDIO,
         loss: 0.0,
         video,
@@ -413,4 +414,35 @@ fn step_ups_are_reported_and_the_probe_asks_for_what_the_step_up_rule_wants() {
     }
     assert_eq!(ups.len(), 1, "one step up, reported once: {ups:?}");
     assert_eq!(ups[0].1, Some(2));
+}
+
+#[test]
+fn without_a_measured_estimate_new_tracks_start_lowest_and_nothing_steps_up() {
+    // The configured initial guess (600 kbit/s) may be twice a rural link: start on the lowest
+    // layer, probe for nothing, and go up only once the link has been measured.
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    let guess = |estimate| Input {
+        measured: false,
+        ..input(estimate, vec![camera(1)])
+    };
+    let o = a.update(t0, &guess(3_000_000));
+    assert_eq!(spatial(&o, 1), Some(0));
+    assert!(!o.stepped_up);
+    assert_eq!(o.probe_bps, (o.allocated_bps as f64 / HEADROOM) as u64);
+    let o = a.update(t0 + UP_STABLE * 3, &guess(3_000_000));
+    assert_eq!(spatial(&o, 1), Some(0), "no step up on a guess");
+    // Measured: the normal step-up rule, from the lowest layer.
+    let t1 = t0 + UP_STABLE * 3;
+    let o = a.update(t1, &input(3_000_000, vec![camera(1)]));
+    assert_eq!(spatial(&o, 1), Some(0), "not before the stable window");
+    let o = a.update(t1 + UP_STABLE, &input(3_000_000, vec![camera(1)]));
+    assert_eq!(spatial(&o, 1), Some(2));
+    assert!(o.stepped_up);
+    // A track added once the link is measured starts where the estimate says.
+    let o = a.update(
+        t1 + UP_STABLE * 2,
+        &input(3_000_000, vec![camera(1), camera(2)]),
+    );
+    assert_eq!(spatial(&o, 2), Some(2));
 }
