@@ -83,7 +83,15 @@ fn node_config(name: &str, redis: &RedisServer, id: &str) -> Config {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         udp_addr: "127.0.0.1:0".parse().unwrap(),
         consults: ConsultsConfig {
-            db_path: common::temp_dir(name).join("consults.sqlite"),
+            // Inside the Redis server's folder, which is removed when the test ends.
+            db_path: {
+                static NEXT: std::sync::atomic::AtomicUsize =
+                    std::sync::atomic::AtomicUsize::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let dir = redis.dir.join(format!("{name}-{id}-{n}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                dir.join("consults.sqlite")
+            },
             allow_open_join: true,
             // Shared by every node, as in a real cluster: invites and resume tokens from one
             // node are read by the others.

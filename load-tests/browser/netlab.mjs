@@ -125,9 +125,11 @@ export async function startLab(profile, { tag = `cl${process.pid % 10000}`, dura
     await lab.linkemLog.waitFor(/^LINKEM_READY/, 20_000, 'linkem');
     lab.linkemStarted = Date.now();
 
+    const dbDir = mkdtempSync(join(tmpdir(), 'consult-lab-db-'));
+    cleanup.push(() => rmSync(dbDir, { recursive: true, force: true }));
     const sfu = spawn('ip', ['netns', 'exec', nsSfu, SERVER_BIN, '--http-addr', `${ADDR_SFU}:0`,
       '--udp-addr', '0.0.0.0:0', '--public-ip', ADDR_SFU, '--web-root', join(REPO, 'web-client'), ...sfuArgs],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONSULT_ALLOW_OPEN_JOIN: '1', CONSULT_DB_PATH: join(mkdtempSync(join(tmpdir(), 'consult-lab-db-')), 'consults.sqlite'), CONSULT_LOG: process.env.CONSULT_LOG || 'info,consult_sfu::room::adapt=debug' } });
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONSULT_ALLOW_OPEN_JOIN: '1', CONSULT_DB_PATH: join(dbDir, 'consults.sqlite'), CONSULT_LOG: process.env.CONSULT_LOG || 'info,consult_sfu::room::adapt=debug' } });
     cleanup.push(() => stopProc(sfu));
     lab.sfuPid = sfu.pid;
     lab.sfuLog = watch(sfu, 5000);

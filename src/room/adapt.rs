@@ -101,7 +101,7 @@ impl Room {
                 .collect();
             let input = allocator::Input {
                 estimate_bps: s.usable_estimate(now, self.plane.initial_estimate_bps),
-                measured: s.estimate_bps.is_some(),
+                measured: s.link_measured,
                 audio_bps,
                 loss: s.link_stats().egress_loss.unwrap_or(0.0),
                 video,
@@ -183,9 +183,10 @@ impl Room {
             // Pad (capped by the estimate) up to what the next step needs and probe for that
             // step, as str0m's BWE docs advise for an SFU: GCC only grows an estimate that is
             // used, so a subscriber held at a low layer, or paused with audio alone, would never
-            // climb back (mediasoup#316, jitsi#1447). Never the sum of every top layer, which
-            // would flood a rural link; failed step ups back off in the allocator.
-            let mut setting = (out.probe_bps, out.probe_bps);
+            // climb back (mediasoup#316, jitsi#1447). Never padding up to the sum of every top
+            // layer, which would flood a rural link; failed step ups back off in the allocator.
+            // Before the link is measured: no padding, probe bursts for the top (allocator).
+            let mut setting = (out.pad_bps, out.probe_bps);
             if s.prober.update(
                 now,
                 input.estimate_bps,

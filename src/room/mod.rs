@@ -401,6 +401,7 @@ impl Room {
             allocator: Default::default(),
             prober: Default::default(),
             estimate_bps: None,
+            link_measured: false,
             congestion_cap: None,
             bwe_setting: (0, 0),
             data_saver: false,
@@ -784,6 +785,7 @@ impl Room {
                         }
                         tracing::trace!(participant = %p.id, estimate_bps = new, can_probe, "egress estimate");
                         p.estimate_bps = Some(new);
+                        p.link_measured |= new != self.plane.initial_estimate_bps;
                         self.plane.metrics.estimate_bps.observe(estimate.as_f64());
                     }
                     Event::MediaEgressStats(s) => {

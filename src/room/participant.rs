@@ -278,6 +278,9 @@ pub struct Participant {
     pub allocator: Allocator<TrackId>,
     pub prober: Prober,
     pub estimate_bps: Option<u64>,
+    /// str0m's estimate has moved off the configured initial value: it now reflects this
+    /// link (str0m reports the initial value as soon as media can flow, before any feedback).
+    pub link_measured: bool,
     /// A cap on the estimate after this participant's send queue overflowed, and when it was
     /// last lowered: GCC can take seconds to notice a link that collapsed.
     pub congestion_cap: Option<CongestionCap>,

@@ -93,6 +93,10 @@ pub struct Output<K> {
     /// What to ask the bandwidth estimator to probe for: the allocation one step up, or the
     /// lowest layer while paused. Never the sum of every top layer (floods a weak link).
     pub probe_bps: u64,
+    /// What padding may fill the link up to (str0m's minimum bitrate): the probe target once
+    /// the link is measured, only the media before that (padding on a guess floods a link
+    /// slower than the guess).
+    pub pad_bps: u64,
     /// What the current targets need.
     pub allocated_bps: u64,
     /// Some track moved up a step in this update.
@@ -152,23 +156,23 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
         let budget = ((input.estimate_bps as f64 * HEADROOM * loss_factor) as u64)
             .saturating_sub(input.audio_bps);
         let mut wanted = greedy(budget, &input.video);
-        // Loss shrinks what video gets, but does not by itself pause it: the loss a subscriber
-        // reports right after a start-up overshoot would otherwise black out a rural link whose
-        // estimate still carries the lowest layer.
-        if loss_factor < 1.0 {
-            let plain =
-                ((input.estimate_bps as f64 * HEADROOM) as u64).saturating_sub(input.audio_bps);
-            for ((w, floor), v) in wanted
-                .iter_mut()
-                .zip(greedy(plain, &input.video))
-                .zip(&input.video)
-            {
-                if *w == Target::PausedForBandwidth && floor != Target::PausedForBandwidth {
-                    if let Some((lowest, _)) =
-                        v.ladder.steps().find(|(l, _)| l.spatial <= v.max_spatial)
-                    {
-                        *w = Target::Layer(lowest);
-                    }
+        // Headroom and loss shrink what video gets, but do not by themselves pause it: video
+        // pauses only when the whole estimate, less audio, cannot carry the lowest layer. On a
+        // lossy rural link GCC holds its estimate well below the link (loss-based control
+        // does not grow in 2-10 % loss) and the loss reported after a start-up overshoot is
+        // high; with the headroom as well, a 300 kbit/s link that carries 180p and audio with
+        // room to spare paused its video for seconds (CI: 144 kbit/s estimate, 79 of audio).
+        let plain = input.estimate_bps.saturating_sub(input.audio_bps);
+        for ((w, floor), v) in wanted
+            .iter_mut()
+            .zip(greedy(plain, &input.video))
+            .zip(&input.video)
+        {
+            if *w == Target::PausedForBandwidth && floor != Target::PausedForBandwidth {
+                if let Some((lowest, _)) =
+                    v.ladder.steps().find(|(l, _)| l.spatial <= v.max_spatial)
+                {
+                    *w = Target::Layer(lowest);
                 }
             }
         }
@@ -187,10 +191,19 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                 .steps()
                 .find(|(l, _)| l.spatial <= v.max_spatial)
                 .map(|(l, _)| Target::Layer(l));
-            let start = match (want, lowest) {
-                (Target::PausedForBandwidth, Some(lowest)) => lowest,
-                (_, Some(lowest)) if !input.measured => lowest,
-                (other, _) => other,
+            // Unmeasured: the lowest resolution at its full frame rate (a few tens of kbit/s).
+            let smallest = lowest.and_then(|l| {
+                let Target::Layer(l) = l else { return None };
+                v.ladder
+                    .steps()
+                    .filter(|(x, _)| x.spatial == l.spatial)
+                    .last()
+                    .map(|(x, _)| Target::Layer(x))
+            });
+            let start = match (want, lowest, smallest) {
+                (Target::PausedForBandwidth, Some(lowest), _) => lowest,
+                (_, _, Some(smallest)) if !input.measured => smallest,
+                (other, _, _) => other,
             };
             let state = self.tracks.entry(v.key.clone()).or_insert(TrackState {
                 target: start,
@@ -299,14 +312,25 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             .map(|(v, (_, t))| rate_of(v, *t))
             .sum::<u64>()
             + input.audio_bps;
-        let probe_bps = if input.measured {
-            probe_target(input, &targets, allocated_bps)
+        // Unmeasured: ask for everything this subscriber could take, so that str0m's start-up
+        // probes (short bursts at 3x and 6x its initial estimate, capped at twice this) find a
+        // fast link at once, while padding stays at the media.
+        let (probe_bps, pad_bps) = if input.measured {
+            let probe = probe_target(input, &targets, allocated_bps);
+            (probe, probe)
         } else {
-            (allocated_bps as f64 / HEADROOM) as u64
+            let top: u64 = input
+                .video
+                .iter()
+                .filter_map(|v| steps(v).last().map(|&(_, r)| r))
+                .sum();
+            let media = |bps: u64| (bps as f64 / HEADROOM) as u64;
+            (media(top + input.audio_bps), media(allocated_bps))
         };
         Output {
             targets,
             probe_bps,
+            pad_bps,
             allocated_bps,
             stepped_up,
         }

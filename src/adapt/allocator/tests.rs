@@ -428,8 +428,35 @@ fn without_a_measured_estimate_new_tracks_start_lowest_and_nothing_steps_up() {
     };
     let o = a.update(t0, &guess(3_000_000));
     assert_eq!(spatial(&o, 1), Some(0));
+    assert_eq!(
+        o.targets[0].1,
+        Target::Layer(Layer::new(0, 0)),
+        "one temporal layer here"
+    );
+    // With temporal layers: the lowest resolution at its full frame rate.
+    let temporal = VideoInput {
+        ladder: Ladder::from_spatial_rates([Some(Q), Some(H), Some(F)], 3),
+        ..camera(7)
+    };
+    let o = Allocator::new().update(
+        t0,
+        &Input {
+            measured: false,
+            ..input(3_000_000, vec![temporal])
+        },
+    );
+    assert_eq!(o.targets[0].1, Target::Layer(Layer::new(0, 2)));
     assert!(!o.stepped_up);
-    assert_eq!(o.probe_bps, (o.allocated_bps as f64 / HEADROOM) as u64);
+    assert_eq!(
+        o.pad_bps,
+        (o.allocated_bps as f64 / HEADROOM) as u64,
+        "no padding"
+    );
+    assert_eq!(
+        o.probe_bps,
+        ((F + AUDIO) as f64 / HEADROOM) as u64,
+        "probes ask for the top"
+    );
     let o = a.update(t0 + UP_STABLE * 3, &guess(3_000_000));
     assert_eq!(spatial(&o, 1), Some(0), "no step up on a guess");
     // Measured: the normal step-up rule, from the lowest layer.
@@ -445,4 +472,23 @@ fn without_a_measured_estimate_new_tracks_start_lowest_and_nothing_steps_up() {
         &input(3_000_000, vec![camera(1), camera(2)]),
     );
     assert_eq!(spatial(&o, 2), Some(2));
+}
+
+#[test]
+fn the_lowest_layer_stays_while_the_whole_estimate_carries_it() {
+    // Audio + the lowest layer fit the estimate but not its headroom share: video stays on.
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    let fits = AUDIO + Q;
+    a.update(t0, &input(fits, vec![camera(1)]));
+    let o = a.update(t0 + PAUSE_DELAY * 3, &input(fits, vec![camera(1)]));
+    assert_eq!(spatial(&o, 1), Some(0), "{:?}", o.targets);
+    // Below that it pauses, after the pause delay.
+    let o = a.update(t0 + PAUSE_DELAY * 4, &input(fits - 1, vec![camera(1)]));
+    assert_eq!(spatial(&o, 1), Some(0), "not at once");
+    let o = a.update(t0 + PAUSE_DELAY * 6, &input(fits - 1, vec![camera(1)]));
+    assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
+    // Coming back needs the headroom and the step-up margin: no flapping at the edge.
+    let o = a.update(t0 + PAUSE_DELAY * 10, &input(fits, vec![camera(1)]));
+    assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
 }
