@@ -99,7 +99,9 @@ pub struct Output<K> {
     pub pad_bps: u64,
     /// What the current targets need.
     pub allocated_bps: u64,
-    /// Some track moved up a step in this update.
+    /// Some track moved up to a higher resolution, or resumed, in this update: what probes
+    /// are for. A temporal layer coming back is not one (it needs no probe, and counting it
+    /// kept re-arming probes every few seconds into a rural link that had just refused one).
     pub stepped_up: bool,
 }
 
@@ -296,7 +298,11 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                     state.note_down(now);
                 } else if current != Target::Unavailable {
                     state.last_up = Some(now);
-                    stepped_up = true;
+                    stepped_up |= match (current, next) {
+                        (Target::Layer(c), Target::Layer(n)) => n.spatial > c.spatial,
+                        (Target::PausedForBandwidth, Target::Layer(_)) => true,
+                        _ => false,
+                    };
                 }
                 state.short_since = None;
                 state.room_since = None;

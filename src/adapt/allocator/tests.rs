@@ -492,3 +492,44 @@ fn the_lowest_layer_stays_while_the_whole_estimate_carries_it() {
     let o = a.update(t0 + PAUSE_DELAY * 10, &input(fits, vec![camera(1)]));
     assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
 }
+
+#[test]
+fn only_a_higher_resolution_or_a_resume_counts_as_a_step_up() {
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    let temporal = |estimate| {
+        input(
+            estimate,
+            vec![VideoInput {
+                ladder: Ladder::from_spatial_rates([Some(Q), Some(H), Some(F)], 3),
+                ..camera(1)
+            }],
+        )
+    };
+    // Room for q at full rate with the step-up margin, not for h.
+    let q_only = ((Q as f64 * 1.2 + AUDIO as f64) / HEADROOM) as u64;
+    let o = a.update(t0, &temporal(q_only));
+    assert_eq!(o.targets[0].1, Target::Layer(Layer::new(0, 2)));
+    // A shortfall drops a temporal layer at once.
+    let o = a.update(
+        t0 + Duration::from_millis(100),
+        &temporal(AUDIO + Q * 3 / 4),
+    );
+    assert!(
+        matches!(o.targets[0].1, Target::Layer(l) if l.spatial == 0 && l.temporal < 2),
+        "{:?}",
+        o.targets
+    );
+    // The temporal layer coming back is not a step up.
+    let mut ups = Vec::new();
+    let mut back = false;
+    for i in 2..200u64 {
+        let o = a.update(t0 + Duration::from_millis(100 * i), &temporal(q_only));
+        back |= o.targets[0].1 == Target::Layer(Layer::new(0, 2));
+        if o.stepped_up {
+            ups.push(o.targets[0].1);
+        }
+    }
+    assert!(back, "q/T2 came back");
+    assert!(ups.is_empty(), "not a step up: {ups:?}");
+}
