@@ -274,21 +274,7 @@ impl Room {
                     .unwrap_or([false; 3]);
                 let mut changed = false;
                 for (s, layer) in publication.layers.iter_mut().enumerate() {
-                    if wanted[s] {
-                        layer.unneeded_since = None;
-                        if !layer.requested {
-                            layer.requested = true;
-                            layer.requested_at = Some(now);
-                            changed = true;
-                        }
-                    } else {
-                        let since = *layer.unneeded_since.get_or_insert(now);
-                        if layer.requested && now.saturating_duration_since(since) >= DYNACAST_GRACE
-                        {
-                            layer.requested = false;
-                            changed = true;
-                        }
-                    }
+                    changed |= layer.dynacast(wanted[s], now);
                 }
                 if changed {
                     let active: Vec<String> = publication

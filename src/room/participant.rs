@@ -50,6 +50,39 @@ pub struct InLayer {
     pub nacks_sent: u64,
 }
 
+impl InLayer {
+    /// Dynacast for this layer: whether some subscriber receives it or is switching to it.
+    /// Returns true when the publisher must be told (the layer was stopped or restarted).
+    ///
+    /// A layer never seen is not stopped: there is nothing to save, and a stopped layer is
+    /// offered to subscribers only at its last seen rate. A publisher whose own estimate was
+    /// still ramping up may not have sent its top layer yet when the grace ran out; stopping
+    /// it then meant nobody could ever ask for it (CI step test: the good subscriber held on
+    /// 640x360 for a whole run). Offering such a layer at its configured rate instead made
+    /// subscribers wait for a layer a weak uplink cannot send (4.9 s without the patient's
+    /// video after an outage).
+    pub fn dynacast(&mut self, wanted: bool, now: Instant) -> bool {
+        if wanted {
+            self.unneeded_since = None;
+            if !self.requested {
+                self.requested = true;
+                self.requested_at = Some(now);
+                return true;
+            }
+            return false;
+        }
+        let since = *self.unneeded_since.get_or_insert(now);
+        if self.requested
+            && self.ssrc.is_some()
+            && now.saturating_duration_since(since) >= super::adapt::DYNACAST_GRACE
+        {
+            self.requested = false;
+            return true;
+        }
+        false
+    }
+}
+
 /// A track this participant sends to the SFU.
 #[derive(Debug)]
 pub struct Publication {
@@ -103,15 +136,11 @@ impl Publication {
                 };
                 rates[s] = cost.or(nominal_bps.get(s).copied());
                 temporal = temporal.max(l.max_temporal + 1);
-            } else if l.ssrc.is_some() || self.simulcast {
-                // A layer never seen counts too once dynacast has stopped it: a publisher whose
-                // own estimate was still ramping up may not have sent its top layer before
-                // dynacast stopped it, and then nobody could ever ask for it again (seen in the
-                // step test: the good subscriber held on 640x360 for a whole run).
+            } else if l.ssrc.is_some() {
                 let restarting = l
                     .requested_at
                     .is_some_and(|t| now.saturating_duration_since(t) < LAYER_RESTART);
-                if !l.requested || restarting || (outage && l.ssrc.is_some()) {
+                if !l.requested || restarting || outage {
                     rates[s] = l.cost.last().or(nominal_bps.get(s).copied());
                 }
             }
@@ -457,33 +486,42 @@ mod tests {
     }
 
     #[test]
-    fn a_layer_never_seen_is_offered_once_dynacast_stopped_it() {
+    fn dynacast_stops_only_layers_it_has_seen_and_restarts_them_when_wanted() {
+        let now = Instant::now();
+        let grace = super::super::adapt::DYNACAST_GRACE;
+        let mut layer = InLayer {
+            requested: true,
+            ..Default::default()
+        };
+        // Never seen (the publisher's encoder has not reached it yet): never stopped, so it
+        // is still asked for when the publisher's estimate allows it.
+        assert!(!layer.dynacast(false, now));
+        assert!(!layer.dynacast(false, now + grace * 10));
+        assert!(layer.requested);
+        // Seen, then unneeded for the grace: stopped once.
+        layer.ssrc = Some(Ssrc::from(7));
+        layer.unneeded_since = None;
+        assert!(!layer.dynacast(false, now + grace * 10));
+        assert!(!layer.dynacast(false, now + grace * 11 - Duration::from_millis(1)));
+        assert!(layer.dynacast(false, now + grace * 11));
+        assert!(!layer.requested);
+        assert!(!layer.dynacast(false, now + grace * 12));
+        // Stopped, it is offered at its last rate; wanted again: restarted once.
+        let nominal = [150_000, 400_000, 1_200_000];
         let track = TrackId {
             publisher: ParticipantId(1),
             mid: str0m::media::Mid::from("1"),
         };
-        let now = Instant::now();
-        let nominal = [150_000, 400_000, 1_200_000];
-        let mut p = Publication::new(track.clone(), MediaKind::Video, true, 5_000_000);
-        // Asked for and not arriving yet (the publisher's encoder starts low): not offered.
-        assert!(spatial_layers(&p.ladder(now, &nominal, false)).is_empty());
-        // Dynacast stopped the top layer before it ever arrived: offered at its configured
-        // rate, so a subscriber with the bandwidth can ask for it again.
-        p.layers[2].requested = false;
-        let ladder = p.ladder(now, &nominal, false);
-        assert_eq!(spatial_layers(&ladder), [2]);
-        assert!(ladder.steps().all(|(_, bps)| bps <= 1_200_000));
-        // Asked for again: offered while it restarts, gone if it never comes.
-        p.layers[2].requested = true;
-        p.layers[2].requested_at = Some(now);
-        assert_eq!(
-            spatial_layers(&p.ladder(now + Duration::from_secs(1), &nominal, false)),
-            [2]
-        );
-        assert!(spatial_layers(&p.ladder(now + LAYER_RESTART, &nominal, false)).is_empty());
-        // Without simulcast the only layer is the stream itself: nothing to offer before it.
-        let mut single = Publication::new(track, MediaKind::Video, false, 5_000_000);
-        single.layers[0].requested = false;
-        assert!(spatial_layers(&single.ladder(now, &nominal, false)).is_empty());
+        let mut p = Publication::new(track, MediaKind::Video, true, 5_000_000);
+        p.layers[2] = layer;
+        assert_eq!(spatial_layers(&p.ladder(now, &nominal, false)), [2]);
+        let at = now + grace * 13;
+        assert!(p.layers[2].dynacast(true, at));
+        assert_eq!(p.layers[2].requested_at, Some(at));
+        assert!(!p.layers[2].dynacast(true, at));
+        // A never-seen layer is not offered (a weak uplink may never send it).
+        let mut fresh = Publication::new(p.track.clone(), MediaKind::Video, true, 5_000_000);
+        fresh.layers[2].requested = false;
+        assert!(spatial_layers(&fresh.ladder(now, &nominal, false)).is_empty());
     }
 }
