@@ -24,6 +24,11 @@ pub const QUALITY_INTERVAL: Duration = Duration::from_secs(2);
 pub const DYNACAST_GRACE: Duration = Duration::from_secs(5);
 /// Per-packet cost the RTP meters do not see: IPv4 + UDP + SRTP tag + TWCC, at 50 packets/s.
 pub const AUDIO_OVERHEAD_BPS: u64 = 50 * (20 + 8 + 16 + 8) * 8;
+/// While a subscriber waits for the keyframe of a layer it switches to, and this long after,
+/// it gets neither padding nor probes beyond its media: a probe cluster on top of a keyframe
+/// burst made a 2 Mbit/s link's estimate fall from ~1 Mbit/s to ~0.36 right after each step
+/// up to 720p (CI step test: 2 of 2 runs stuck on 360p before the step).
+pub const SWITCH_QUIET: Duration = Duration::from_secs(1);
 /// Video held below what a subscriber would take counts against its quality only after this
 /// long: the first seconds of every call are a ramp-up.
 pub const REDUCED_GRACE: Duration = Duration::from_secs(6);
@@ -149,6 +154,7 @@ impl Room {
                 }
                 if let Some(spatial) = forwarder.switch_pending() {
                     keyframes.push((track.clone(), spatial));
+                    s.probe_quiet_until = Some(now + SWITCH_QUIET);
                 }
                 if sub.reported != Some(*target) {
                     tracing::debug!(
@@ -186,14 +192,24 @@ impl Room {
             // climb back (mediasoup#316, jitsi#1447). Never padding up to the sum of every top
             // layer, which would flood a rural link; failed step ups back off in the allocator.
             // Before the link is measured: no padding, probe bursts for the top (allocator).
-            let mut setting = (out.pad_bps, out.probe_bps);
-            if s.prober.update(
-                now,
-                input.estimate_bps,
-                out.probe_bps,
-                out.allocated_bps,
-                out.stepped_up,
-            ) {
+            // Not before the link is measured: str0m's start-up probes fire once, capped by
+            // the first desired rate it is given, and are what finds a fast link at once.
+            let quiet = input.measured && s.probe_quiet_until.is_some_and(|t| now < t);
+            let media = (out.allocated_bps as f64 / allocator::HEADROOM) as u64;
+            let mut setting = if quiet {
+                (media.min(out.pad_bps), media.min(out.probe_bps))
+            } else {
+                (out.pad_bps, out.probe_bps)
+            };
+            if !quiet
+                && s.prober.update(
+                    now,
+                    input.estimate_bps,
+                    out.probe_bps,
+                    out.allocated_bps,
+                    out.stepped_up,
+                )
+            {
                 // str0m probes when the desired rate rises: lower it for one tick, and the
                 // next tick's regular setting is a rise again.
                 let dip = input.estimate_bps.min(out.probe_bps) / 2;

@@ -404,6 +404,7 @@ impl Room {
             link_measured: false,
             congestion_cap: None,
             bwe_setting: (0, 0),
+            probe_quiet_until: None,
             data_saver: false,
             max_spatial: 2,
             rtt: None,

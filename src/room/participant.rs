@@ -315,6 +315,8 @@ pub struct Participant {
     pub congestion_cap: Option<CongestionCap>,
     /// (minimum, desired) last given to str0m's estimator.
     pub bwe_setting: (u64, u64),
+    /// No padding or probes before this: a layer switch is under way (see `SWITCH_QUIET`).
+    pub probe_quiet_until: Option<Instant>,
     pub data_saver: bool,
     /// The subscriber's own cap (`set_preference.max_layer`).
     pub max_spatial: u8,
