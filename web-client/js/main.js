@@ -13,36 +13,16 @@ import { inviteFromLink, paramsFromLink, showJoinForm, updateUrl } from './joinf
 import { ConsultChannel, imageProblem, sha256Hex } from './consultchannel.js';
 import { ChatPanel } from './chat.js';
 import * as ui from './ui.js';
+import {
+  DEAD_NODE_RETRY_MS, ICE_RESTART_RETRY_MS, ICE_STALL_MS, InboundStall, MAX_DEAD_NODE_RETRIES, MAX_REDIRECTS,
+  RECONNECT_GIVE_UP_MS, RESUME_WINDOW_MS, RX_POLL_MS, isNodeUrl, jittered, reconnectDelay,
+} from './reconnect.js';
 
 const SHARE_ROLES = ['specialist', 'clinic'];
 const MODERATOR_ROLES = ['specialist', 'clinic']; // admit / deny
 const CLOSED_REASONS = ['denied', 'removed', 'consult_ended'];
 
 const WAIT_RETRY_MS = 3000; // patient waiting for the consult to be opened
-// Reconnects back off 0.5, 1, 2, then every 3 s (each +-30 % so a restarted server is not hit
-// by every client at once), for up to two minutes: long enough for a server upgrade.
-const RECONNECT_BASE_MS = 500;
-const RECONNECT_CAP_MS = 3000;
-const RECONNECT_GIVE_UP_MS = 120_000;
-// Cluster redirects in a row before giving up (one is normal: the consult's node).
-const MAX_REDIRECTS = 5;
-// The node we were redirected to is dead, the one we came in by is alive: ask it again soon
-// (it places the consult elsewhere once the dead node leaves the directory, within 2 s), without
-// the growing backoff meant for a server that is down or overloaded.
-const DEAD_NODE_RETRY_MS = 700;
-const MAX_DEAD_NODE_RETRIES = 20;
-// The server keeps our place this long (reconnect_grace, 30 s by default); after that a resume
-// cannot work and we join afresh.
-const RESUME_WINDOW_MS = 35_000;
-// ICE `disconnected` this long means media stalled: ask for an ICE restart (and again after
-// ICE_RESTART_RETRY_MS while it stays down).
-const ICE_STALL_MS = 2000;
-const ICE_RESTART_RETRY_MS = 5000;
-// Media that stops arriving while ICE still says `connected` (our address changed, a NAT
-// rebound): Chromium notices only after 5-7 s. Inbound RTP that stopped growing this long,
-// after it flowed, is the earlier sign.
-const RX_STALL_MS = 1000;
-const RX_POLL_MS = 300;
 // The weak-connection notice waits until the link has stayed poor this long: the server's
 // bandwidth estimate starts low for a few seconds after joining, even on a good link.
 const POOR_NOTICE_DELAY_MS = 10_000;
@@ -750,7 +730,7 @@ function askIceRestart(session, { evenIfConnected = false } = {}) {
  * RX_STALL_MS after it had flowed (and media is not simply absent: nobody publishing).
  */
 function watchInbound(session) {
-  const watch = { packets: 0, changedAt: performance.now(), flowed: false };
+  const watch = new InboundStall(performance.now());
   session.inbound = watch;
   const tick = async () => {
     if (app.session !== session || !session.call) return;
@@ -763,18 +743,11 @@ function watchInbound(session) {
     } catch {
       return; // closed
     }
-    const now = performance.now();
     // Nothing to receive (alone, or the others publish nothing) is not a stall.
-    const expecting = app.remotes.tracks.size > 0;
-    if (packets !== watch.packets || !expecting) {
-      watch.flowed ||= watch.packets > 0 && packets !== watch.packets;
-      watch.packets = packets;
-      watch.changedAt = now;
-      if (watch.stalled && app.pcState === 'connected') session.iceLostAt = null;
-      watch.stalled = false;
-    } else if (watch.flowed && !watch.stalled && now - watch.changedAt >= RX_STALL_MS) {
-      watch.stalled = true;
-      note(`no media for ${Math.round(now - watch.changedAt)} ms`);
+    const change = watch.update(packets, app.remotes.tracks.size > 0, performance.now());
+    if (change === 'recovered' && app.pcState === 'connected') session.iceLostAt = null;
+    if (change === 'stalled') {
+      note(`no media for ${Math.round(watch.silentFor)} ms`);
       askIceRestart(session, { evenIfConnected: true });
     }
     session.inboundTimer = setTimeout(tick, RX_POLL_MS);
@@ -838,19 +811,6 @@ function redirected(session, { url }) {
   openSignaling(session, session.resuming);
 }
 
-/** A node's signaling socket: ws(s)://host[:port]/ws and nothing else; wss from an https page. */
-export function isNodeUrl(url, pageProtocol) {
-  if (typeof url !== 'string') return false;
-  let u;
-  try {
-    u = new URL(url);
-  } catch {
-    return false;
-  }
-  const scheme = pageProtocol === 'https:' ? ['wss:'] : ['ws:', 'wss:'];
-  return scheme.includes(u.protocol) && u.pathname === '/ws' && !u.search && !u.hash && !u.username && !u.password && !!u.hostname;
-}
-
 function onSignalingClosed(session, { wasOpen, code }) {
   note(`ws closed code=${code} open=${wasOpen}`);
   // A node we were sent to that cannot be reached (it died): back to the address we came in
@@ -898,17 +858,11 @@ function resumeLater(session) {
   }, delay);
 }
 
-/** Delay before reconnect attempt `n` (1-based): exponential, capped, with jitter. Pure. */
-export function reconnectDelay(n, random = Math.random) {
-  const base = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** Math.max(0, n - 1));
-  return Math.round(base * (0.7 + 0.6 * random()));
-}
-
 /** Again at the address we came in by, after a dead node: soon, jittered, no backoff. */
 function retrySoon(fn) {
   ui.setStatus('status.reconnecting', 'warn');
   clearTimeout(app.timer);
-  app.timer = setTimeout(fn, DEAD_NODE_RETRY_MS * (0.7 + 0.6 * Math.random()));
+  app.timer = setTimeout(fn, jittered(DEAD_NODE_RETRY_MS));
 }
 
 function connectionLost(wasOpen) {
