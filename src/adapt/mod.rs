@@ -6,4 +6,5 @@ pub mod layer;
 pub mod meter;
 pub mod prober;
 pub mod quality;
+pub mod shaping;
 pub mod speaker;

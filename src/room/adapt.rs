@@ -13,6 +13,7 @@ use super::Room;
 use crate::adapt::allocator::{self, Priority, Target, VideoInput};
 use crate::adapt::layer::{Layer, RIDS};
 use crate::adapt::quality::{quality, Limit};
+use crate::adapt::shaping::{self, Phase};
 use crate::ids::TrackId;
 
 /// How often allocations are recomputed.
@@ -117,12 +118,7 @@ impl Room {
                 .iter()
                 .any(|(_, t)| *t == Target::PausedForBandwidth);
             let reduced = input.video.iter().zip(&out.targets).any(|(v, (_, t))| {
-                let top = v
-                    .ladder
-                    .steps()
-                    .filter(|(l, _)| l.spatial <= v.max_spatial)
-                    .last();
-                matches!((t, top), (Target::Layer(l), Some((best, _))) if *l != best)
+                matches!((t, v.top()), (Target::Layer(l), Some((best, _))) if *l != best)
             });
             let since = if paused || reduced {
                 *s.limited_since.get_or_insert(now)
@@ -186,45 +182,35 @@ impl Room {
                 }
             }
 
-            // Pad (capped by the estimate) up to what the next step needs and probe for that
-            // step, as str0m's BWE docs advise for an SFU: GCC only grows an estimate that is
-            // used, so a subscriber held at a low layer, or paused with audio alone, would never
-            // climb back (mediasoup#316, jitsi#1447). Never padding up to the sum of every top
-            // layer, which would flood a rural link; failed step ups back off in the allocator.
-            // Before the link is measured: no padding, probe bursts for the top (allocator).
-            // Not before the link is measured: str0m's start-up probes fire once, capped by
-            // the first desired rate it is given, and are what finds a fast link at once.
-            let quiet = input.measured && s.probe_quiet_until.is_some_and(|t| now < t);
-            let media = (out.allocated_bps as f64 / allocator::HEADROOM) as u64;
-            let mut setting = if quiet {
-                (media.min(out.pad_bps), media.min(out.probe_bps))
-            } else {
-                (out.pad_bps, out.probe_bps)
-            };
-            if !quiet
+            // Padding and probes (see `shaping` for why each phase is shaped as it is).
+            let switching = input.measured && s.probe_quiet_until.is_some_and(|t| now < t);
+            let rearm = !switching
                 && s.prober.update(
                     now,
                     input.estimate_bps,
                     out.probe_bps,
                     out.allocated_bps,
                     out.stepped_up,
-                )
-            {
-                // str0m probes when the desired rate rises: lower it for one tick, and the
-                // next tick's regular setting is a rise again.
-                let dip = input.estimate_bps.min(out.probe_bps) / 2;
-                setting = (dip, dip);
+                );
+            let phase = match (rearm, switching, input.measured) {
+                (true, _, _) => Phase::Rearm,
+                (false, true, _) => Phase::Switching,
+                (false, false, false) => Phase::Unmeasured,
+                (false, false, true) => Phase::Steady,
+            };
+            if rearm {
                 self.plane.metrics.probe_requests.inc();
                 tracing::debug!(participant = %s.id, estimate_bps = input.estimate_bps, probe_bps = out.probe_bps, "probe re-armed");
             }
-            let (old_min, old_desired) = s.bwe_setting;
-            let moved = |a: u64, b: u64| a.abs_diff(b) * 20 > b.max(1);
-            if moved(setting.0, old_min) || moved(setting.1, old_desired) {
-                tracing::trace!(participant = %s.id, probe_bps = setting.1, "bwe setting");
+            let setting =
+                shaping::setting(phase, out.allocated_bps, out.probe_bps, input.estimate_bps);
+            if setting.differs_from(&s.bwe_setting) {
+                tracing::trace!(participant = %s.id, ?phase, ?setting, "bwe setting");
                 s.bwe_setting = setting;
-                s.rtc
-                    .bwe()
-                    .set_bitrate(Bitrate::bps(setting.0), Bitrate::bps(setting.1));
+                s.rtc.bwe().set_bitrate(
+                    Bitrate::bps(setting.pad_bps),
+                    Bitrate::bps(setting.probe_bps),
+                );
             }
         }
         let paused = self

@@ -403,7 +403,7 @@ impl Room {
             estimate_bps: None,
             link_measured: false,
             congestion_cap: None,
-            bwe_setting: (0, 0),
+            bwe_setting: Default::default(),
             probe_quiet_until: None,
             data_saver: false,
             max_spatial: 2,

@@ -16,6 +16,7 @@ use crate::adapt::layer::Ladder;
 use crate::adapt::meter::{LayerCost, RateMeter};
 use crate::adapt::prober::Prober;
 use crate::adapt::quality::{Limit, LinkStats};
+use crate::adapt::shaping::BweSetting;
 use crate::forward::codec::VideoCodec;
 use crate::forward::keyframe::KeyframeThrottle;
 use crate::forward::rewrite::Rewriter;
@@ -313,8 +314,8 @@ pub struct Participant {
     /// A cap on the estimate after this participant's send queue overflowed, and when it was
     /// last lowered: GCC can take seconds to notice a link that collapsed.
     pub congestion_cap: Option<CongestionCap>,
-    /// (minimum, desired) last given to str0m's estimator.
-    pub bwe_setting: (u64, u64),
+    /// What str0m's estimator was last told (padding floor, probe target).
+    pub bwe_setting: BweSetting,
     /// No padding or probes before this: a layer switch is under way (see `SWITCH_QUIET`).
     pub probe_quiet_until: Option<Instant>,
     pub data_saver: bool,

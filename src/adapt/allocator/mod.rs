@@ -12,6 +12,7 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use super::layer::{Ladder, Layer};
+use super::shaping::gross;
 
 /// A shortfall must last this long before stepping down (filters single estimate blips).
 pub const DOWN_DELAY: Duration = Duration::from_millis(300);
@@ -59,6 +60,34 @@ pub struct VideoInput<K> {
     pub max_spatial: u8,
 }
 
+impl<K> VideoInput<K> {
+    /// The steps this subscriber may take of the track, cheapest first.
+    pub fn steps(&self) -> impl Iterator<Item = (Layer, u64)> + '_ {
+        self.ladder
+            .steps()
+            .filter(|(l, _)| l.spatial <= self.max_spatial)
+    }
+
+    /// The cheapest step: the lowest resolution at its lowest frame rate.
+    pub fn lowest(&self) -> Option<Layer> {
+        self.steps().next().map(|(l, _)| l)
+    }
+
+    /// The lowest resolution at its full frame rate (a few tens of kbit/s).
+    pub fn smallest(&self) -> Option<Layer> {
+        let lowest = self.lowest()?;
+        self.steps()
+            .filter(|(l, _)| l.spatial == lowest.spatial)
+            .last()
+            .map(|(l, _)| l)
+    }
+
+    /// The best step the subscriber may take, with its rate.
+    pub fn top(&self) -> Option<(Layer, u64)> {
+        self.steps().last()
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Input<K> {
     /// The send-side estimate towards this subscriber, bits per second.
@@ -91,12 +120,9 @@ pub enum Target {
 pub struct Output<K> {
     pub targets: Vec<(K, Target)>,
     /// What to ask the bandwidth estimator to probe for: the allocation one step up, or the
-    /// lowest layer while paused. Never the sum of every top layer (floods a weak link).
+    /// lowest layer while paused. Never the sum of every top layer (floods a weak link) once
+    /// the link is measured; before that, the top (see `shaping`, which decides padding).
     pub probe_bps: u64,
-    /// What padding may fill the link up to (str0m's minimum bitrate): the probe target once
-    /// the link is measured, only the media before that (padding on a guess floods a link
-    /// slower than the guess).
-    pub pad_bps: u64,
     /// What the current targets need.
     pub allocated_bps: u64,
     /// Some track moved up to a higher resolution, or resumed, in this update: what probes
@@ -171,9 +197,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             .zip(&input.video)
         {
             if *w == Target::PausedForBandwidth && floor != Target::PausedForBandwidth {
-                if let Some((lowest, _)) =
-                    v.ladder.steps().find(|(l, _)| l.spatial <= v.max_spatial)
-                {
+                if let Some(lowest) = v.lowest() {
                     *w = Target::Layer(lowest);
                 }
             }
@@ -188,20 +212,9 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             // A new subscription starts where a measured estimate says, but with the lowest
             // layer rather than paused: poor video beats no video, and if even that does not
             // fit the normal step-down pauses it. Without a measurement, the lowest layer.
-            let lowest = v
-                .ladder
-                .steps()
-                .find(|(l, _)| l.spatial <= v.max_spatial)
-                .map(|(l, _)| Target::Layer(l));
-            // Unmeasured: the lowest resolution at its full frame rate (a few tens of kbit/s).
-            let smallest = lowest.and_then(|l| {
-                let Target::Layer(l) = l else { return None };
-                v.ladder
-                    .steps()
-                    .filter(|(x, _)| x.spatial == l.spatial)
-                    .last()
-                    .map(|(x, _)| Target::Layer(x))
-            });
+            let lowest = v.lowest().map(Target::Layer);
+            // Unmeasured: the lowest resolution at its full frame rate.
+            let smallest = v.smallest().map(Target::Layer);
             let start = match (want, lowest, smallest) {
                 (Target::PausedForBandwidth, Some(lowest), _) => lowest,
                 (_, _, Some(smallest)) if !input.measured => smallest,
@@ -320,23 +333,21 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             + input.audio_bps;
         // Unmeasured: ask for everything this subscriber could take, so that str0m's start-up
         // probes (short bursts at 3x and 6x its initial estimate, capped at twice this) find a
-        // fast link at once, while padding stays at the media.
-        let (probe_bps, pad_bps) = if input.measured {
-            let probe = probe_target(input, &targets, allocated_bps);
-            (probe, probe)
+        // fast link at once.
+        let probe_bps = if input.measured {
+            probe_target(input, &targets, allocated_bps)
         } else {
             let top: u64 = input
                 .video
                 .iter()
-                .filter_map(|v| steps(v).last().map(|&(_, r)| r))
+                .filter_map(|v| v.top())
+                .map(|(_, r)| r)
                 .sum();
-            let media = |bps: u64| (bps as f64 / HEADROOM) as u64;
-            (media(top + input.audio_bps), media(allocated_bps))
+            gross(top + input.audio_bps)
         };
         Output {
             targets,
             probe_bps,
-            pad_bps,
             allocated_bps,
             stepped_up,
         }
@@ -358,18 +369,10 @@ fn rank<K>(v: &VideoInput<K>, t: Target) -> usize {
     }
 }
 
-/// The steps a subscriber may take of one track, cheapest first.
-fn steps<K>(v: &VideoInput<K>) -> Vec<(Layer, u64)> {
-    v.ladder
-        .steps()
-        .filter(|(l, _)| l.spatial <= v.max_spatial)
-        .collect()
-}
-
 /// Fills `budget`: lowest layers first in priority order, then upgrades a step at a time,
 /// higher priorities first, round-robin within a priority.
 fn greedy<K>(budget: u64, video: &[VideoInput<K>]) -> Vec<Target> {
-    let ladders: Vec<Vec<(Layer, u64)>> = video.iter().map(steps).collect();
+    let ladders: Vec<Vec<(Layer, u64)>> = video.iter().map(|v| v.steps().collect()).collect();
     let mut chosen: Vec<Option<usize>> = vec![None; video.len()];
     let mut order: Vec<usize> = (0..video.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(video[i].priority));
@@ -421,7 +424,7 @@ fn greedy<K>(budget: u64, video: &[VideoInput<K>]) -> Vec<Target> {
 fn probe_target<K>(input: &Input<K>, targets: &[(K, Target)], allocated: u64) -> u64 {
     let mut best: Option<(Priority, u64)> = None;
     for (v, (_, t)) in input.video.iter().zip(targets) {
-        let ladder = steps(v);
+        let ladder: Vec<(Layer, u64)> = v.steps().collect();
         let next = match t {
             Target::Layer(l) => ladder
                 .iter()

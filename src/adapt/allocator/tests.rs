@@ -448,11 +448,6 @@ fn without_a_measured_estimate_new_tracks_start_lowest_and_nothing_steps_up() {
     assert_eq!(o.targets[0].1, Target::Layer(Layer::new(0, 2)));
     assert!(!o.stepped_up);
     assert_eq!(
-        o.pad_bps,
-        (o.allocated_bps as f64 / HEADROOM) as u64,
-        "no padding"
-    );
-    assert_eq!(
         o.probe_bps,
         ((F + AUDIO) as f64 / HEADROOM) as u64,
         "probes ask for the top"
@@ -532,4 +527,52 @@ fn only_a_higher_resolution_or_a_resume_counts_as_a_step_up() {
     }
     assert!(back, "q/T2 came back");
     assert!(ups.is_empty(), "not a step up: {ups:?}");
+}
+
+#[test]
+fn a_tracks_steps_respect_the_subscribers_cap() {
+    // (layers published, temporal layers, max spatial) -> (lowest, smallest, top)
+    let l = Layer::new;
+    let cases = [
+        (
+            [Some(Q), Some(H), Some(F)],
+            1,
+            2,
+            Some((l(0, 0), l(0, 0), l(2, 0))),
+        ),
+        (
+            [Some(Q), Some(H), Some(F)],
+            3,
+            2,
+            Some((l(0, 0), l(0, 2), l(2, 2))),
+        ),
+        (
+            [Some(Q), Some(H), Some(F)],
+            3,
+            0,
+            Some((l(0, 0), l(0, 2), l(0, 2))),
+        ),
+        // The lowest layer is not published (dynacast, weak uplink): the next one is lowest.
+        (
+            [None, Some(H), Some(F)],
+            3,
+            2,
+            Some((l(1, 0), l(1, 2), l(2, 2))),
+        ),
+        // Only layers above the cap: nothing to take.
+        ([None, Some(H), Some(F)], 3, 0, None),
+    ];
+    for (rates, temporal, max_spatial, want) in cases {
+        let v = VideoInput {
+            ladder: Ladder::from_spatial_rates(rates, temporal),
+            max_spatial,
+            ..camera(1)
+        };
+        let got = v
+            .lowest()
+            .zip(v.smallest())
+            .zip(v.top())
+            .map(|((a, b), (c, _))| (a, b, c));
+        assert_eq!(got, want, "{rates:?} T{temporal} max {max_spatial}");
+    }
 }
