@@ -1,6 +1,6 @@
 // The chat panel: messages, and images with progress (sender and receivers), thumbnails that
-// open full size, and a download link. The wire protocol is in consultchannel.js; main.js
-// connects the two. On phones the panel covers the call; on wide screens it sits at the side.
+// open full size, and a download link. The wire protocol is in consultchannel.js;
+// chatlink.js connects the two. On phones the panel covers the call; on wide screens it sits at the side.
 
 import { setText, t } from './i18n.js';
 import { roleKey } from './ui.js';

@@ -1,5 +1,5 @@
 // Reconnect and resume policy, pure: backoff with jitter, which redirect targets are nodes,
-// and when inbound media has stalled. The lifecycle that uses it is in main.js.
+// and when inbound media has stalled. The lifecycle that uses it is in session.js.
 
 // Reconnects back off 0.5, 1, 2, then every 3 s (each +-30 % so a restarted server is not hit
 // by every client at once), for up to two minutes: long enough for a server upgrade.

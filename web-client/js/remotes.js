@@ -102,7 +102,7 @@ export class Remotes {
     if (this.tracks.get(mid)?.source !== 'screen') ui.setTileLayer(id, state);
   }
 
-  /** `connection_quality` about a remote participant (yourself: see main.js). */
+  /** `connection_quality` about a remote participant (yourself: see quality.js). */
   reconnectingChanged({ participant_id: id, reconnecting }) {
     if (!this.participants.has(id)) return;
     if (reconnecting) this.reconnecting.add(id);
