@@ -11,6 +11,9 @@
 //! task, [`media`] what one bot sends and counts, `ours` and `janus` the two signaling dialects
 //! (ours, and Janus VideoRoom for the baseline).
 
+// The run report's `json!` (in `synth::report`) nests deeper than the default limit.
+#![recursion_limit = "256"]
+
 pub mod cluster;
 pub mod hist;
 mod janus;
@@ -19,6 +22,7 @@ mod ours;
 pub mod rejoin;
 pub mod room;
 pub mod stamp;
+pub mod synth;
 pub mod vp8;
 
 /// Reads `GET path` from an HTTP/1.1 server, returning the body (no TLS, no chunking
