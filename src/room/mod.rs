@@ -409,6 +409,7 @@ impl Room {
             data_saver: false,
             max_spatial: 2,
             rtt: None,
+            twcc_loss: None,
             quality: None,
             limit: Default::default(),
             limited_since: None,

@@ -15,7 +15,7 @@ use crate::adapt::allocator::{Allocator, Target};
 use crate::adapt::layer::Ladder;
 use crate::adapt::meter::{LayerCost, RateMeter};
 use crate::adapt::prober::Prober;
-use crate::adapt::quality::{Limit, LinkStats};
+use crate::adapt::quality::{egress_loss, Limit, LinkStats};
 use crate::adapt::shaping::BweSetting;
 use crate::forward::codec::VideoCodec;
 use crate::forward::keyframe::KeyframeThrottle;
@@ -322,6 +322,8 @@ pub struct Participant {
     /// The subscriber's own cap (`set_preference.max_layer`).
     pub max_spatial: u8,
     pub rtt: Option<Duration>,
+    /// Fraction of what we sent them in the last second that their TWCC feedback reports lost.
+    pub twcc_loss: Option<f32>,
     pub quality: Option<Quality>,
     /// Whether the allocator holds this participant's video back, and since when.
     pub limit: Limit,
@@ -448,10 +450,7 @@ impl Participant {
             (x, None) | (None, x) => x,
         };
         LinkStats {
-            egress_loss: self
-                .subscriptions
-                .iter()
-                .fold(None, |acc, s| max(acc, s.loss)),
+            egress_loss: egress_loss(self.twcc_loss, self.subscriptions.iter().map(|s| s.loss)),
             ingress_loss: self
                 .publications
                 .iter()

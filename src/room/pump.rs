@@ -222,6 +222,7 @@ impl Room {
                         p.link_measured |= new != self.plane.initial_estimate_bps;
                         self.plane.metrics.estimate_bps.observe(estimate.as_f64());
                     }
+                    Event::PeerStats(s) => p.twcc_loss = s.egress_loss_fraction,
                     Event::MediaEgressStats(s) => {
                         media::on_egress_stats(p, &s, &self.plane.metrics)
                     }
