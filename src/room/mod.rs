@@ -131,6 +131,9 @@ enum Work {
     /// A participant's media moved to another address (a rebound NAT, an ICE restart onto a
     /// new network): what was sent in between is lost, so video restarts from keyframes.
     PathMoved(ParticipantId),
+    /// A participant's media came back after a gap (its link dropped for a moment): the same
+    /// restart from keyframes, asked at once rather than when each browser notices.
+    MediaResumed(ParticipantId),
 }
 
 pub struct Room {
@@ -409,6 +412,7 @@ impl Room {
             data_saver: false,
             max_spatial: 2,
             rtt: None,
+            last_media_at: None,
             twcc_loss: None,
             quality: None,
             limit: Default::default(),

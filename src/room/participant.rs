@@ -322,6 +322,8 @@ pub struct Participant {
     /// The subscriber's own cap (`set_preference.max_layer`).
     pub max_spatial: u8,
     pub rtt: Option<Duration>,
+    /// When media from them last arrived (see `resume::media_resumed`).
+    pub last_media_at: Option<Instant>,
     /// Fraction of what we sent them in the last second that their TWCC feedback reports lost.
     pub twcc_loss: Option<f32>,
     pub quality: Option<Quality>,

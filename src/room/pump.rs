@@ -67,6 +67,14 @@ impl Room {
         if accepted && proto == Protocol::Udp {
             self.participants[i].send_path.on_media(d.source, d.at);
         }
+        if accepted {
+            let p = &mut self.participants[i];
+            if resume::media_resumed(p.last_media_at, d.at) {
+                // Ahead of the packet that showed it, so that packet already waits for a keyframe.
+                self.work.insert(queued, Work::MediaResumed(p.id));
+            }
+            p.last_media_at = Some(d.at);
+        }
         self.process_work();
     }
 
@@ -248,7 +256,10 @@ impl Room {
                     self.on_channel_data(from, data.binary, &data.data)
                 }
                 Work::ChannelDrained => self.ack_transfers(),
-                Work::PathMoved(who) => self.restart_video_of(who),
+                Work::PathMoved(who) => self.restart_video_of(who, "media path moved"),
+                Work::MediaResumed(who) => {
+                    self.restart_video_of(who, "media resumed after an outage")
+                }
             }
         }
     }
