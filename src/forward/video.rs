@@ -2,7 +2,8 @@
 //! sequence number, timestamp and VP8 picture ids. Pure.
 //!
 //! A spatial switch happens only on a keyframe of the target layer. Going up, the current layer
-//! keeps flowing until then. Going down, it stops at once: a step down means the subscriber's
+//! keeps flowing until then; when nothing flows yet, a lower layer's keyframe starts the picture
+//! meanwhile. Going down, it stops at once: a step down means the subscriber's
 //! link is full, and every packet more of the big layer delays the keyframe that fixes it.
 //! Temporal layers above the target are dropped without leaving gaps in sequence numbers or
 //! picture ids.
@@ -118,8 +119,8 @@ impl VideoForwarder {
         }
     }
 
-    /// Stops forwarding until the next keyframe of the target layer (the subscriber's queue
-    /// overflowed); numbering continues without a gap.
+    /// Stops forwarding until the next keyframe of the target layer or one below it (the
+    /// subscriber's queue overflowed, the media path moved); numbering continues without a gap.
     pub fn restart(&mut self) {
         self.current = None;
     }
@@ -154,17 +155,15 @@ impl VideoForwarder {
                     spatial: target.spatial,
                 };
             }
-            let out = self.rewriter.switch_to(input);
-            self.current = Some(target.spatial);
-            self.vp8.switch(p.picture_id, p.tl0_pic_idx);
-            let (picture_id, tl0_pic_idx) = self.vp8.forward(p.picture_id, p.tl0_pic_idx);
-            return Verdict::Forward {
-                seq: out.seq,
-                ts: out.ts,
-                picture_id,
-                tl0_pic_idx,
-                switched: true,
-            };
+            return self.switch_to(p, input);
+        }
+        if self.current.is_none() && p.keyframe && p.spatial < target.spatial {
+            // Nothing flows (a start, a restart after an outage or a moved path): a lower layer's
+            // keyframe starts the picture now, and the switch up waits for the target's as
+            // usual. After a network change the publisher's encoder often sends only its lower
+            // layers for seconds while its own estimate climbs (address-change test: 720p
+            // stopped for 3.1 s while 180p and 360p kept coming, and the subscribers waited).
+            return self.switch_to(p, input);
         }
         if Some(p.spatial) != self.current {
             return Verdict::Drop;
@@ -190,6 +189,21 @@ impl VideoForwarder {
             picture_id,
             tl0_pic_idx,
             switched: false,
+        }
+    }
+
+    /// Starts forwarding `p`'s layer from this keyframe.
+    fn switch_to(&mut self, p: VideoPacket, input: InPacket) -> Verdict {
+        let out = self.rewriter.switch_to(input);
+        self.current = Some(p.spatial);
+        self.vp8.switch(p.picture_id, p.tl0_pic_idx);
+        let (picture_id, tl0_pic_idx) = self.vp8.forward(p.picture_id, p.tl0_pic_idx);
+        Verdict::Forward {
+            seq: out.seq,
+            ts: out.ts,
+            picture_id,
+            tl0_pic_idx,
+            switched: true,
         }
     }
 }
@@ -308,12 +322,15 @@ mod tests {
         }
         assert!(seen.out.is_empty(), "nothing before a keyframe");
         assert_eq!(seen.keyframe_requests, 5);
+        // The keyframe comes on every layer, q first: q's starts the picture, f's takes over
+        // within the same frame, h's is not sent.
         feed(&mut f, src.frame(true), &mut seen);
+        assert_eq!(seen.out.iter().map(|o| o.4).collect::<Vec<_>>(), [0, 2]);
         for _ in 0..10 {
             feed(&mut f, src.frame(false), &mut seen);
         }
-        assert_eq!(seen.out.len(), 11);
-        assert!(seen.out.iter().all(|o| o.4 == 2));
+        assert_eq!(seen.out.len(), 12);
+        assert!(seen.out[1..].iter().all(|o| o.4 == 2));
 
         // Down to q: f stops at once (the link is full), q starts at its keyframe.
         f.set_target(Some(Layer::new(0, 2)));
@@ -353,15 +370,56 @@ mod tests {
         f.set_target(Some(Layer::new(1, 2)));
         feed(&mut f, src.frame(true), &mut seen);
         feed(&mut f, src.frame(false), &mut seen);
+        // q's keyframe, h's keyframe, h's delta.
+        assert_eq!(seen.out.len(), 3);
         f.restart();
         for _ in 0..5 {
             feed(&mut f, src.frame(false), &mut seen);
         }
-        assert_eq!(seen.out.len(), 2);
+        assert_eq!(seen.out.len(), 3);
         assert!(seen.keyframe_requests > 0);
         feed(&mut f, src.frame(true), &mut seen);
-        assert_eq!(seen.out.len(), 3);
+        assert_eq!(seen.out.len(), 5);
         assert_continuous(&seen);
+    }
+
+    #[test]
+    fn after_a_restart_a_lower_layer_bridges_until_the_target_returns() {
+        // After a network change the publisher sends only q and h for a while (its encoder
+        // waits for its own estimate to carry f).
+        let mut src = Source::new();
+        let mut f = VideoForwarder::new(1000);
+        let mut seen = Seen::default();
+        f.set_target(Some(Layer::new(2, 2)));
+        feed(&mut f, src.frame(true), &mut seen);
+        feed(&mut f, src.frame(false), &mut seen);
+        let before = seen.out.len();
+        f.restart();
+        let without_f = |frame: [VideoPacket; 3]| [frame[0], frame[1]];
+        for _ in 0..3 {
+            for p in without_f(src.frame(false)) {
+                assert_eq!(f.on_packet(p), Verdict::Drop, "deltas wait for a keyframe");
+            }
+        }
+        for p in without_f(src.frame(true)) {
+            f.on_packet(p);
+        }
+        assert_eq!(f.current(), Some(0), "q's keyframe restarted the picture");
+        assert_eq!(f.switch_pending(), Some(2), "f is still wanted");
+        for _ in 0..4 {
+            feed(&mut f, src.frame(false), &mut seen);
+        }
+        assert_eq!(seen.out.len(), before + 4, "q flows, f's deltas wait");
+        assert!(seen.out[before..].iter().all(|o| o.4 == 0));
+        feed(&mut f, src.frame(true), &mut seen);
+        assert_eq!(f.current(), Some(2), "back on f at its keyframe");
+        assert_eq!(seen.out.last().unwrap().4, 2);
+
+        // With a layer flowing, a lower keyframe switches nothing.
+        f.set_target(Some(Layer::new(2, 2)));
+        let q_key = src.frame(true)[0];
+        assert_eq!(f.on_packet(q_key), Verdict::Drop);
+        assert_eq!(f.current(), Some(2));
     }
 
     #[test]
@@ -374,13 +432,13 @@ mod tests {
         for _ in 0..40 {
             feed(&mut f, src.frame(false), &mut seen);
         }
-        // Only T0: every other frame of the 0,2,1,2 pattern... one in four.
-        assert_eq!(seen.out.len(), 11);
+        // The keyframe (q's, then h's), then only T0: one in four frames of the 0,2,1,2 pattern.
+        assert_eq!(seen.out.len(), 12);
         f.set_target(Some(Layer::new(1, 1)));
         for _ in 0..8 {
             feed(&mut f, src.frame(false), &mut seen);
         }
-        assert_eq!(seen.out.len(), 15, "T0 and T1: half the frames");
+        assert_eq!(seen.out.len(), 16, "T0 and T1: half the frames");
         assert_continuous(&seen);
     }
 

@@ -413,6 +413,7 @@ impl Room {
             max_spatial: 2,
             rtt: None,
             last_media_at: None,
+            video_restarted_at: None,
             twcc_loss: None,
             quality: None,
             limit: Default::default(),

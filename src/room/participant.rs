@@ -324,6 +324,8 @@ pub struct Participant {
     pub rtt: Option<Duration>,
     /// When media from them last arrived (see `resume::media_resumed`).
     pub last_media_at: Option<Instant>,
+    /// When video to and from them last restarted from keyframes (path moved, outage ended).
+    pub video_restarted_at: Option<Instant>,
     /// Fraction of what we sent them in the last second that their TWCC feedback reports lost.
     pub twcc_loss: Option<f32>,
     pub quality: Option<Quality>,

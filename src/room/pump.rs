@@ -69,7 +69,7 @@ impl Room {
         }
         if accepted {
             let p = &mut self.participants[i];
-            if resume::media_resumed(p.last_media_at, d.at) {
+            if resume::media_resumed(p.last_media_at, p.video_restarted_at, d.at) {
                 // Ahead of the packet that showed it, so that packet already waits for a keyframe.
                 self.work.insert(queued, Work::MediaResumed(p.id));
             }

@@ -152,6 +152,7 @@ impl Room {
         // they do, they count as restarting, not gone, or its subscribers would switch layers
         // (and wait for another keyframe) on the way.
         if let Some(p) = self.participants.iter_mut().find(|p| p.id == who) {
+            p.video_restarted_at = Some(now);
             for layer in p.publications.iter_mut().flat_map(|x| x.layers.iter_mut()) {
                 if layer.requested {
                     layer.requested_at = Some(now);
@@ -172,9 +173,13 @@ impl Room {
 pub const MEDIA_GAP_RESTART: Duration = Duration::from_secs(1);
 
 /// Whether media arriving `now` ends an outage (the previous packet came `MEDIA_GAP_RESTART`
-/// or more before it).
-pub fn media_resumed(last: Option<Instant>, now: Instant) -> bool {
-    last.is_some_and(|t| now.saturating_duration_since(t) >= MEDIA_GAP_RESTART)
+/// or more before it) that no restart since that packet has covered. A moved path restarts
+/// video when ICE nominates it, a moment before the media on it arrives; restarting again
+/// then threw away the keyframes already asked for (address-change test: 0.19 s apart).
+pub fn media_resumed(last: Option<Instant>, restarted: Option<Instant>, now: Instant) -> bool {
+    last.is_some_and(|t| {
+        now.saturating_duration_since(t) >= MEDIA_GAP_RESTART && restarted.is_none_or(|r| r <= t)
+    })
 }
 
 /// After media came back from an outage, video restarts from a keyframe: what was sent during
@@ -195,20 +200,30 @@ mod tests {
     fn a_gap_of_a_second_or_more_is_an_outage() {
         let t0 = Instant::now();
         let ms = Duration::from_millis;
-        // (previous packet, this one) -> resumed
+        // (previous packet, last restart, this packet) -> resumed
         let cases = [
-            (None, t0, false),
-            (Some(t0), t0 + ms(20), false),
+            (None, None, t0, false),
+            (Some(t0), None, t0 + ms(20), false),
             // Opus DTX while muted: a packet every 400 ms.
-            (Some(t0), t0 + ms(400), false),
-            (Some(t0), t0 + ms(999), false),
-            (Some(t0), t0 + ms(1000), true),
-            (Some(t0), t0 + ms(4200), true),
+            (Some(t0), None, t0 + ms(400), false),
+            (Some(t0), None, t0 + ms(999), false),
+            (Some(t0), None, t0 + ms(1000), true),
+            (Some(t0), None, t0 + ms(4200), true),
             // Out of order (a queued datagram older than the last): not a gap.
-            (Some(t0 + ms(50)), t0, false),
+            (Some(t0 + ms(50)), None, t0, false),
+            // A restart long before the gap does not cover it.
+            (Some(t0), Some(t0 - ms(5000)), t0 + ms(2000), true),
+            (Some(t0), Some(t0), t0 + ms(2000), true),
+            // The path moved during the gap and video restarted then: covered.
+            (Some(t0), Some(t0 + ms(1800)), t0 + ms(2000), false),
+            (Some(t0), Some(t0 + ms(2000)), t0 + ms(2000), false),
         ];
-        for (last, now, want) in cases {
-            assert_eq!(media_resumed(last, now), want, "{last:?} {now:?}");
+        for (last, restarted, now, want) in cases {
+            assert_eq!(
+                media_resumed(last, restarted, now),
+                want,
+                "{last:?} {restarted:?} {now:?}"
+            );
         }
     }
 }
