@@ -9,7 +9,12 @@
 // root, for Janus's network namespace; janus is installed with apt-get if missing):
 //   node load-tests/bench/scale.mjs [--sizes 10,30,60] [--per-room 3] [--duration 20]
 //                                   [--pause 3] [--idle-wait 180] [--out load-tests/results]
-//                                   [--targets consult-sfu,rawloop,janus]
+//                                   [--targets consult-sfu,rawloop,janus] [--pin 1,0] [--name scale]
+//
+// --pin SERVER,BOTS puts the target on one CPU and synth on another (taskset), so the bots'
+// scheduling is not counted as forwarding latency and the target's CPU is its own; each target
+// then runs with the threads one core gives it (tokio sizes its pool from the CPU mask). Output
+// files are named `--name` (default `scale`, or `scale-pinned` with --pin).
 //
 // Before each run it waits while `pgrep -c chromium` is non-zero, then (up to --idle-wait s) until
 // other processes use under 0.3 cores; it records the load average and busy cores before the run,
@@ -22,7 +27,8 @@
 // Janus has no /metrics. consult-sfu's and rawloop's /metrics out counters are kept in the rows
 // for reference (pkts_out_per_s_metrics). Rates use synth's steady window (from 2 s after the
 // last participant connected to the end of the run), located from synth's JSON (wall_s and
-// steady.seconds). Latency and loss are synth's, over the whole run.
+// steady.seconds). Latency is synth's in that steady state (latency_*_whole_run: the whole run,
+// joins included); loss is over the whole run.
 //
 // Janus runs with a config this script writes into a temp dir: only the VideoRoom plugin and the
 // WebSocket transport, no event handlers or loggers, debug_level 3. Janus's ICE (libnice)
@@ -59,6 +65,14 @@ const ALL_TARGETS = [
   { name: 'rawloop', bin: join(BIN, 'rawloop'), args: ['--http-addr', '127.0.0.1:0', '--udp-addr', '127.0.0.1:0'], ready: 'RAWLOOP_READY' },
   { name: 'janus', bin: '/usr/bin/janus', janus: true },
 ];
+const PIN = args.pin ? args.pin.split(',').map(Number) : null;
+if (PIN && (PIN.length !== 2 || PIN.some((c) => !Number.isInteger(c) || c < 0 || c >= cpus().length) || PIN[0] === PIN[1])) {
+  console.error(`scale: --pin wants two different CPU numbers below ${cpus().length}, e.g. --pin 1,0`);
+  process.exit(2);
+}
+const NAME = args.name ?? (PIN ? 'scale-pinned' : 'scale');
+// [command, args] of a program, on its CPU when pinned (taskset execs it: same pid).
+const pinned = (role, bin, argv) => (PIN ? ['taskset', ['-c', String(role === 'target' ? PIN[0] : PIN[1]), bin, ...argv]] : [bin, argv]);
 const TARGETS = ALL_TARGETS.filter((t) => (args.targets ?? 'consult-sfu,rawloop,janus').split(',').includes(t.name));
 const SYNTH = join(BIN, 'synth');
 const CLK_TCK = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
@@ -200,7 +214,8 @@ async function startJanus(t, work) {
   janusConfig(dir);
   janusNetns();
   // `ip netns exec` execs janus, so child.pid is Janus's pid.
-  const child = spawn('ip', ['netns', 'exec', JANUS_NS, t.bin, '-F', dir, '-C', join(dir, 'janus.jcfg')], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [cmd, argv] = pinned('target', t.bin, ['-F', dir, '-C', join(dir, 'janus.jcfg')]);
+  const child = spawn('ip', ['netns', 'exec', JANUS_NS, cmd, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
   let err = '';
   child.stdout.on('data', (d) => (err = (err + d).slice(-20000)));
   child.stderr.on('data', (d) => (err = (err + d).slice(-20000)));
@@ -222,7 +237,7 @@ async function startTarget(t, work) {
   if (t.janus) return startJanus(t, work);
   // Open join: the bots join by room name, not by invite (media only).
   const env = { ...process.env, CONSULT_ALLOW_OPEN_JOIN: '1', CONSULT_DB_PATH: join(work, 'consults.sqlite') };
-  const child = spawn(t.bin, t.args, { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const child = spawn(...pinned('target', t.bin, t.args), { stdio: ['ignore', 'pipe', 'pipe'], env });
   let out = '';
   let err = '';
   child.stdout.on('data', (d) => (out += d));
@@ -262,6 +277,21 @@ function at(samples, t, key) {
   return s.at(-1)[key];
 }
 
+// The CPUs a process may run on (shows that --pin took effect); read after taskset's exec.
+async function cpusAllowed(pid) {
+  for (let i = 0; i < 20; i++) {
+    try {
+      const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      const list = readFileSync(`/proc/${pid}/status`, 'utf8').match(/Cpus_allowed_list:\s*(\S+)/)?.[1] ?? null;
+      if (comm !== 'taskset' && comm !== 'ip') return list;
+    } catch {
+      return null;
+    }
+    await sleep(25);
+  }
+  return null;
+}
+
 // Which build ran: the lead may rebuild target/release between runs.
 const binId = (path) => createHash('sha256').update(readFileSync(path)).digest('hex').slice(0, 12);
 
@@ -274,6 +304,7 @@ async function runOne(target, rooms, work) {
   const targetSha = binId(target.bin);
   const proc = await startTarget(target, work);
   const rssIdleKb = procRssKb(proc.pid);
+  const targetCpus = await cpusAllowed(proc.pid);
   const json = join(work, `${target.name}-${rooms}.json`);
   const samples = [];
   let chromiumSeen = 0;
@@ -306,10 +337,14 @@ async function runOne(target, rooms, work) {
   const common = ['--rooms', String(rooms), '--per-room', String(PER_ROOM),
     '--duration', String(DURATION), '--json', json, '--sfu-pid', String(proc.pid)];
   // Janus's bots run in its namespace (`ip netns exec` execs synth: same pid, same /proc).
+  const synthArgs = proc.janus
+    ? ['--target', 'janus', '--janus-url', `ws://127.0.0.1:${JANUS_PORT}`, '--bind-ip', JANUS_IP, ...common]
+    : ['--server', `http://${proc.http}`, ...common];
+  const [synthCmd, synthArgv] = pinned('bots', SYNTH, synthArgs);
   const synth = proc.janus
-    ? spawn('ip', ['netns', 'exec', JANUS_NS, SYNTH, '--target', 'janus', '--janus-url', `ws://127.0.0.1:${JANUS_PORT}`,
-      '--bind-ip', JANUS_IP, ...common], { stdio: ['ignore', 'pipe', 'pipe'] })
-    : spawn(SYNTH, ['--server', `http://${proc.http}`, ...common], { stdio: ['ignore', 'pipe', 'pipe'] });
+    ? spawn('ip', ['netns', 'exec', JANUS_NS, synthCmd, ...synthArgv], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(synthCmd, synthArgv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const synthCpus = await cpusAllowed(synth.pid);
   let table = '';
   synth.stdout.on('data', (d) => (table += d));
   synth.stderr.on('data', (d) => {
@@ -349,6 +384,7 @@ async function runOne(target, rooms, work) {
   // Cores used by everything but the target and synth while synth ran (the lead's builds etc.).
   const otherCores = targetCpuB == null ? null
     : busyCores(hostA, hostB) - (targetCpuB - targetCpuA + (r.synth_cpu_s ?? 0)) / spanS;
+  const steadyLat = r.latency_steady_ms?.samples ? r.latency_steady_ms : null;
   const layers = r.received_by_layer ?? {};
   const layerTotal = (layers.q ?? 0) + (layers.h ?? 0) + (layers.f ?? 0);
   const rssSteady = Math.max(...samples.filter((s) => s.t >= ws && s.t <= we && s.rss != null).map((s) => s.rss));
@@ -365,6 +401,8 @@ async function runOne(target, rooms, work) {
     failed: r.failed,
     synth_exit: code,
     target_survived: alive,
+    target_cpus: targetCpus,
+    synth_cpus: synthCpus,
     steady_s: round(secs),
     cpu_pct: round(cpuPct, 1),
     pkts_in_per_s: inPk == null ? null : round(inPk / secs, 0),
@@ -381,9 +419,13 @@ async function runOne(target, rooms, work) {
     rss_idle_mb: round(rssIdleKb / 1024, 1),
     rss_kb_per_participant: round(rssSteady / participants, 0),
     rss_kb_per_participant_marginal: round((rssSteady - rssIdleKb) / participants, 0),
-    latency_p50_ms: round(r.latency_ms?.p50, 2),
-    latency_p99_ms: round(r.latency_ms?.p99, 2),
-    latency_max_ms: round(r.latency_ms?.max, 1),
+    // Steady state (from 2 s after the last bot connected; see synth), the whole run as well.
+    latency_p50_ms: round(steadyLat?.p50, 2),
+    latency_p99_ms: round(steadyLat?.p99, 2),
+    latency_max_ms: round(steadyLat?.max, 1),
+    latency_p50_ms_whole_run: round(r.latency_ms?.p50, 2),
+    latency_p99_ms_whole_run: round(r.latency_ms?.p99, 2),
+    latency_max_ms_whole_run: round(r.latency_ms?.max, 1),
     loss_pct: round(r.loss_pct, 3),
     audio_loss_pct: round(r.audio_loss_pct, 3),
     kernel_udp_rcvbuf_errors: r.kernel_udp_rcvbuf_errors,
@@ -516,22 +558,22 @@ for (const t of TARGETS) {
 }
 mkdirSync(OUT, { recursive: true });
 const cpuModel = (readFileSync('/proc/cpuinfo', 'utf8').match(/model name\s*:\s*(.*)/) ?? [])[1] ?? 'unknown';
-writeFileSync(join(OUT, 'scale.json'), JSON.stringify({
+writeFileSync(join(OUT, `${NAME}.json`), JSON.stringify({
   started,
   finished: new Date().toISOString(),
   machine: { nproc: NPROC, cpu_model: cpuModel, mem_gb: Math.round((totalmem() / 2 ** 30) * 10) / 10 },
-  config: { sizes: SIZES, per_room: PER_ROOM, duration_s: DURATION, pause_s: PAUSE },
+  config: { sizes: SIZES, per_room: PER_ROOM, duration_s: DURATION, pause_s: PAUSE, pin: PIN ? { target: PIN[0], bots: PIN[1] } : null },
   rows,
   runs: runs.map((r) => ({ target: r.row.target, rooms: r.row.rooms, synth: r.synth, samples: r.samples })),
 }, null, 1) + '\n');
 const cols = Object.keys(rows[0]);
 const cell = (v) => (v == null ? '' : /[,"\s]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : v);
-writeFileSync(join(OUT, 'scale.csv'), [cols.join(','), ...rows.map((r) => cols.map((c) => cell(r[c])).join(','))].join('\n') + '\n');
-await plot(rows, join(OUT, 'scale.png'));
+writeFileSync(join(OUT, `${NAME}.csv`), [cols.join(','), ...rows.map((r) => cols.map((c) => cell(r[c])).join(','))].join('\n') + '\n');
+await plot(rows, join(OUT, `${NAME}.png`));
 
 const f = (v, d = 1) => (v == null ? 'n/a' : Number(v).toFixed(d));
 const ratio = (a, b, d = 2) => (a == null || b == null || !b ? 'n/a' : (a / b).toFixed(d));
-let md = '| participants | target | CPU % of a core | fwd pkt/s | fwd pkt per CPU-s | fwd Mbit per CPU-s | CPU % per sub. stream | RSS MB (KB/participant) | p50 / p99 ms | loss % | video q/h/f % | idle before (other cores before / during; loadavg) |\n';
+let md = '| participants | target | CPU % of a core | fwd pkt/s | fwd pkt per CPU-s | fwd Mbit per CPU-s | CPU % per sub. stream | RSS MB (KB/participant) | p50 / p99 ms (steady) | loss % | video q/h/f % | idle before (other cores before / during; loadavg) |\n';
 md += '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n';
 for (const r of rows) {
   md += `| ${r.participants} | ${r.target} | ${f(r.cpu_pct)} | ${f(r.pkts_out_per_s, 0)} | ${f(r.fwd_pkts_per_cpu_s, 0)} | ${f(r.fwd_mbit_per_cpu_s, 1)} | ${f(r.cpu_pct_per_stream, 3)} | ${f(r.rss_mb)} (${f(r.rss_kb_per_participant, 0)}) | ${f(r.latency_p50_ms, 2)} / ${f(r.latency_p99_ms, 1)} | ${f(r.loss_pct, 3)} | ${r.video_recv_share_q_h_f_pct ?? 'n/a'} | ${r.idle_before ? 'yes' : 'no'} (${r.busy_cores_before} / ${f(r.other_cores_during_run, 2)} cores; load ${r.loadavg_before.split(' ')[0]}) |\n`;
@@ -547,4 +589,4 @@ for (const other of ['rawloop', 'janus']) {
   }
 }
 console.log('\n' + md);
-log(`wrote ${join(OUT, 'scale.json')}, scale.csv, scale.png`);
+log(`wrote ${join(OUT, `${NAME}.json`)}, ${NAME}.csv, ${NAME}.png${PIN ? ` (target on CPU ${PIN[0]}, bots on CPU ${PIN[1]})` : ''}`);

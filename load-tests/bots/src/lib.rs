@@ -21,6 +21,7 @@ pub mod media;
 mod ours;
 pub mod rejoin;
 pub mod room;
+pub mod rxtime;
 pub mod stamp;
 pub mod synth;
 pub mod vp8;

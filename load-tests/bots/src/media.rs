@@ -62,6 +62,8 @@ pub struct Pc {
     pub candidate: Candidate,
     pub next_timeout: Instant,
     pub connected: bool,
+    /// When the datagram being handled reached the socket (kernel timestamp), for latency.
+    pub arrived: Option<Instant>,
     /// The sender id, for error messages.
     sender: u32,
     /// Payload type -> kind, cached from the codec config (cleared on renegotiation).
@@ -72,6 +74,7 @@ impl Pc {
     pub fn new(sender: u32, ip: IpAddr, now: Instant) -> Result<Pc, String> {
         let std_sock = std::net::UdpSocket::bind((ip, 0)).map_err(|e| e.to_string())?;
         std_sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+        crate::rxtime::enable(&std_sock).map_err(|e| format!("SO_TIMESTAMPNS: {e}"))?;
         let socket = UdpSocket::from_std(std_sock).map_err(|e| e.to_string())?;
         let local = socket.local_addr().map_err(|e| e.to_string())?;
         let mut rtc = Rtc::builder()
@@ -89,6 +92,7 @@ impl Pc {
             candidate,
             next_timeout: now,
             connected: false,
+            arrived: None,
             sender,
             pt_kinds: Vec::new(),
         })
@@ -510,6 +514,7 @@ impl Rx {
         kind: Option<MediaKind>,
         p: &RtpPacket,
         started_at: Option<Instant>,
+        arrived: Instant,
         shared: &Shared,
         hist: &mut [Histogram; 2],
     ) -> Option<u32> {
@@ -539,7 +544,7 @@ impl Rx {
             shared.received_unstamped.fetch_add(1, Relaxed);
             return None;
         };
-        let recv_ns = stamp::ns_at(p.timestamp);
+        let recv_ns = stamp::ns_at(arrived);
         let us = recv_ns.saturating_sub(s.sent_ns) / 1_000;
         hist[usize::from(s.stream != STREAM_AUDIO)].record_us(us);
         if us >= SLOW_US {

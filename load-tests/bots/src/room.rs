@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -15,7 +15,6 @@ use futures_util::stream::{FuturesUnordered, SelectAll};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use str0m::change::SdpPendingOffer;
-use tokio::io::ReadBuf;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -139,6 +138,10 @@ pub struct Shared {
     pub hist_audio: Mutex<Histogram>,
     pub hist_video: Mutex<Histogram>,
     pub hist_interval: Mutex<Histogram>,
+    /// Latency in the steady state only (set by the driver once every bot is connected and
+    /// layers settled): start-up (DTLS, first keyframes, layer ramp) does not count.
+    pub hist_steady: Mutex<Histogram>,
+    pub steady: AtomicBool,
     pub join_ms: Mutex<Vec<f64>>,
     pub connect_ms: Mutex<Vec<f64>>,
     pub first_media_ms: Mutex<Vec<f64>>,
@@ -301,7 +304,8 @@ pub async fn run_room(room: usize, cfg: Arc<Config>, shared: Arc<Shared>) -> Vec
 enum Wake {
     Joined(usize, Result<Box<Joined>, String>),
     Ws(WsItem),
-    Udp(usize, usize, usize, SocketAddr),
+    /// (bot, peer connection, length, source, kernel receive time)
+    Udp(usize, usize, usize, SocketAddr, Instant),
     Timer,
 }
 
@@ -395,7 +399,7 @@ impl RoomRun {
             let wake = tokio::select! {
                 Some((k, res)) = joins.next(), if !joins.is_empty() => Wake::Joined(k, res),
                 Some(item) = ws_streams.next(), if !ws_streams.is_empty() => Wake::Ws(item),
-                (i, p, n, src) = poll_fn(|cx| poll_recv_any(cx, bots, &mut buf, start)) => Wake::Udp(i, p, n, src),
+                (i, p, n, src, at) = poll_fn(|cx| poll_recv_any(cx, bots, &mut buf, start)) => Wake::Udp(i, p, n, src, at),
                 _ = tokio::time::sleep_until(deadline.into()) => Wake::Timer,
             };
             match wake {
@@ -428,9 +432,9 @@ impl RoomRun {
                         self.lost(k, "server closed the signaling socket".into());
                     }
                 }
-                Wake::Udp(i, p, n, src) => {
+                Wake::Udp(i, p, n, src, at) => {
                     rr = i + 1;
-                    self.on_datagram(i, p, &buf[..n], src, Instant::now());
+                    self.on_datagram(i, p, &buf[..n], src, at);
                     // Drain what else is queued on every socket before selecting again.
                     for _ in 0..64 {
                         let mut any = false;
@@ -439,9 +443,11 @@ impl RoomRun {
                                 let Some(pc) = self.bots[j].pcs[q].as_ref() else {
                                     continue;
                                 };
-                                if let Ok((n, src)) = pc.socket.try_recv_from(&mut buf) {
+                                if let Ok((n, src, at)) =
+                                    crate::rxtime::try_recv(&pc.socket, &mut buf)
+                                {
                                     any = true;
-                                    self.on_datagram(j, q, &buf[..n], src, Instant::now());
+                                    self.on_datagram(j, q, &buf[..n], src, at);
                                 }
                             }
                         }
@@ -580,11 +586,20 @@ impl RoomRun {
         }
     }
 
-    fn on_datagram(&mut self, i: usize, q: usize, data: &[u8], source: SocketAddr, now: Instant) {
+    /// `arrived`: when the kernel received it (str0m gets the time it is handled).
+    fn on_datagram(
+        &mut self,
+        i: usize,
+        q: usize,
+        data: &[u8],
+        source: SocketAddr,
+        arrived: Instant,
+    ) {
         let Some(pc) = self.bots[i].pcs[q].as_mut() else {
             return;
         };
-        pc.receive(data, source, now);
+        pc.arrived = Some(arrived);
+        pc.receive(data, source, Instant::now());
         self.drive(i, q);
     }
 
@@ -597,6 +612,7 @@ impl RoomRun {
         let (publisher, rx, started_at) = (&mut b.publisher, &mut b.rx, b.started_at);
         let recovery = &mut b.recovery;
         let mut now_connected = false;
+        let arrived = pc.arrived.take();
         pc.drive(shared, |ev| match ev {
             PcEvent::Connected if q == PUB => now_connected = true,
             PcEvent::Connected => {}
@@ -605,7 +621,8 @@ impl RoomRun {
                 publisher.keyframe_request(mid, rid);
             }
             PcEvent::Rtp(kind, p) => {
-                let sender = rx.on_rtp(kind, p, started_at, shared, hist);
+                let arrived = arrived.unwrap_or(p.timestamp);
+                let sender = rx.on_rtp(kind, p, started_at, arrived, shared, hist);
                 recovery.on_media(p.timestamp, sender);
             }
         });
@@ -668,6 +685,11 @@ impl RoomRun {
             }
             self.shared.hist.lock().unwrap().merge(h);
             self.shared.hist_interval.lock().unwrap().merge(h);
+            // Flushed once a second: up to a second of samples from before the flag was set
+            // lands here, at least a second after the last bot connected.
+            if self.shared.steady.load(Relaxed) {
+                self.shared.hist_steady.lock().unwrap().merge(h);
+            }
             let by_kind = if k == 0 {
                 &self.shared.hist_audio
             } else {
@@ -708,16 +730,19 @@ fn poll_recv_any(
     bots: &[Bot],
     buf: &mut [u8],
     start: usize,
-) -> Poll<(usize, usize, usize, SocketAddr)> {
+) -> Poll<(usize, usize, usize, SocketAddr, Instant)> {
     let n = bots.len();
     for k in 0..n {
         let i = (start + k) % n;
         for (q, pc) in bots[i].pcs.iter().enumerate() {
             let Some(pc) = pc.as_ref() else { continue };
-            let mut rb = ReadBuf::new(buf);
-            match pc.socket.poll_recv_from(cx, &mut rb) {
-                Poll::Ready(Ok(addr)) => return Poll::Ready((i, q, rb.filled().len(), addr)),
-                Poll::Ready(Err(_)) | Poll::Pending => {}
+            // Until a read succeeds or readiness is pending again (which registers the waker).
+            while let Poll::Ready(Ok(())) = pc.socket.poll_recv_ready(cx) {
+                match crate::rxtime::try_recv(&pc.socket, buf) {
+                    Ok((len, addr, at)) => return Poll::Ready((i, q, len, addr, at)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(_) => break,
+                }
             }
         }
     }

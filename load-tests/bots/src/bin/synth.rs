@@ -156,6 +156,7 @@ async fn run(args: Args) -> Result<i32> {
                 if let (Some(t), None) = (all_connected_at, steady_from) {
                     if Instant::now() >= t + Duration::from_secs(2) {
                         steady_from = Some((Instant::now(), shared.sent_packets.load(Relaxed), shared.received_packets.load(Relaxed), shared.received_bytes.load(Relaxed)));
+                        shared.steady.store(true, Relaxed);
                     }
                 }
             }

@@ -101,6 +101,8 @@ pub fn report(run: Finished<'_>) -> Result<i32> {
     let hist_video = s.hist_video.lock().unwrap().clone();
     let lat_a = |p: f64| hist_audio.percentile(p).map(|u| u as f64 / 1e3);
     let lat_v = |p: f64| hist_video.percentile(p).map(|u| u as f64 / 1e3);
+    let hist_steady = s.hist_steady.lock().unwrap().clone();
+    let lat_s = |p: f64| hist_steady.percentile(p).map(|u| u as f64 / 1e3);
     let by_stream: Vec<u64> = s
         .received_by_stream
         .iter()
@@ -219,6 +221,12 @@ pub fn report(run: Finished<'_>) -> Result<i32> {
         ms(lat_a(99.0)),
         ms(lat_v(50.0)),
         ms(lat_v(99.0))
+    );
+    println!(
+        "| latency in the steady state p50 / p99 / max (ms) | {} / {} / {} |",
+        ms(lat_s(50.0)),
+        ms(lat_s(99.0)),
+        ms(Some(hist_steady.max_us() as f64 / 1e3))
     );
     println!(
         "| video received by layer q / h / f (packets) | {} / {} / {} |",
@@ -345,6 +353,7 @@ pub fn report(run: Finished<'_>) -> Result<i32> {
             "latency_ms": {"p50": lat(50.0), "p99": lat(99.0), "max": hist.max_us() as f64 / 1e3, "mean": hist.mean_us().map(|u| u / 1e3), "samples": hist.count()},
             "latency_audio_ms": {"p50": lat_a(50.0), "p99": lat_a(99.0), "samples": hist_audio.count()},
             "latency_video_ms": {"p50": lat_v(50.0), "p99": lat_v(99.0), "samples": hist_video.count()},
+            "latency_steady_ms": {"p50": lat_s(50.0), "p99": lat_s(99.0), "max": hist_steady.max_us() as f64 / 1e3, "samples": hist_steady.count()},
             "received_by_layer": {"q": by_stream[1], "h": by_stream[2], "f": by_stream[3]},
             "publish_layers_received": s.publish_layers.load(Relaxed),
             "keyframes_sent": s.keyframes_sent.load(Relaxed),
