@@ -118,12 +118,18 @@ test('step down and up: the weak subscriber drops a layer within 2 s and is back
     // (str0m emits a 3 s average of its estimates) plus the allocator's reaction (a temporal
     // layer at once, the spatial one after DOWN_DELAY).
     const stepAt = lab.linkemStarted + STEP * 1000;
-    const decided = lab.sfuLog.text().split('\n')
+    // Only a lower target counts (spatial, then temporal; anything but a layer is lower).
+    const targets = lab.sfuLog.text().split('\n')
       .map((l) => l.replace(/\x1b\[[0-9;]*m/g, ''))
       .filter((l) => /subscription target participant=p3 track=p1-m1/.test(l))
-      .map((l) => Date.parse(l.slice(0, l.indexOf('Z') + 1)))
-      .find((t) => t >= stepAt);
-    assert.ok(decided, 'the SFU logged no new target for the weak subscriber after the step');
+      .map((l) => {
+        const m = /target=Layer\(Layer \{ spatial: (\d), temporal: (\d) \}\)/.exec(l);
+        return { t: Date.parse(l.slice(0, l.indexOf('Z') + 1)), rank: m ? Number(m[1]) * 10 + Number(m[2]) : -1 };
+      });
+    const beforeTarget = targets.filter(({ t }) => t < stepAt).at(-1);
+    assert.ok(beforeTarget, 'the SFU logged no target for the weak subscriber before the step');
+    const decided = targets.find(({ t, rank: r }) => t >= stepAt && r < beforeTarget.rank)?.t;
+    assert.ok(decided, 'the SFU logged no lower target for the weak subscriber after the step');
     const serverReaction = (decided - stepAt) / 1000;
     // Client side: that decision, plus the layer_changed message crossing the now saturated
     // 250 kbit/s link (150 ms delay, up to 400 ms of queue, and TCP recovering from the drops
@@ -140,9 +146,15 @@ test('step down and up: the weak subscriber drops a layer within 2 s and is back
     assert.ok(up, `weak never came back to the top layer:\n${summary(series.weak)}`);
     const recovery = up.t - RECOVER;
     assert.ok(recovery <= 15, `back on top ${recovery.toFixed(1)} s after recovery:\n${summary(series.weak)}`);
+    // Reported, not yet asserted: whether 720p held from there (a step up that falls back is
+    // oscillation; see the notes on issue 3).
+    const after = series.weak.filter(({ t }) => t >= up.t);
+    const fellBack = after.filter(({ s }) => (s.video?.frameHeight ?? 0) < TOP_HEIGHT).length;
+    const heldFrom = [...after].reverse().find(({ s }) => (s.video?.frameHeight ?? 0) < TOP_HEIGHT);
+    const held = heldFrom ? after.find(({ t }) => t > heldFrom.t) : up;
     const goodLow = series.good.filter(({ t, s }) => t > STEP - 3 && (s.video?.frameHeight ?? 0) < TOP_HEIGHT).length;
     assert.ok(goodLow <= 2, `good subscriber dropped in ${goodLow} samples; publisher sends ${await publisherLayers(pub)}:\n${summary(series.good)}`);
-    console.log(`step: server decided after ${serverReaction.toFixed(1)} s, client told after ${reaction.toFixed(1)} s, lower resolution decoded after ${decoded.toFixed(1)} s, back on 720p after ${recovery.toFixed(1)} s`);
+    console.log(`step: server decided after ${serverReaction.toFixed(1)} s, client told after ${reaction.toFixed(1)} s, lower resolution decoded after ${decoded.toFixed(1)} s, back on 720p after ${recovery.toFixed(1)} s (${fellBack} of ${after.length} samples below it afterwards; 720p held from ${held ? `${(held.t - RECOVER).toFixed(1)} s` : 'never'})`);
   } catch (e) {
     console.log(lab.sfuLog?.text().split('\n').filter((l) => /subscription target|WARN|ERROR/.test(l)).slice(-40).join('\n'));
     throw e;
