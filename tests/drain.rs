@@ -103,7 +103,8 @@ async fn join(addr: SocketAddr, room: &str, name: &str, role: &str) -> Ws {
 
 #[tokio::test]
 async fn a_drain_refuses_new_consults_and_exits_when_the_running_ones_end() {
-    let server = common::serve(&config("drain-ends", Duration::from_secs(30))).await;
+    let cfg = config("drain-ends", Duration::from_secs(30));
+    let server = common::serve(&cfg).await;
     let addr = server.http;
     let mut clinic = join(addr, "running", "Bac Ha", "clinic").await;
     expect(&mut clinic, "joined", Duration::from_secs(5)).await;
@@ -168,12 +169,14 @@ async fn a_drain_refuses_new_consults_and_exits_when_the_running_ones_end() {
         TcpStream::connect(addr).await.is_err(),
         "the port is closed"
     );
+    common::remove_db_dir(&cfg);
 }
 
 #[tokio::test]
 async fn at_drain_timeout_those_left_are_told_to_rejoin_and_the_process_exits() {
     let timeout = Duration::from_secs(2);
-    let server = common::serve(&config("drain-timeout", timeout)).await;
+    let cfg = config("drain-timeout", timeout);
+    let server = common::serve(&cfg).await;
     let addr = server.http;
     let mut clinic = join(addr, "long-consult", "Bac Ha", "clinic").await;
     expect(&mut clinic, "joined", Duration::from_secs(5)).await;
@@ -193,11 +196,13 @@ async fn at_drain_timeout_those_left_are_told_to_rejoin_and_the_process_exits() 
         "drain_timeout {timeout:?}: told closed{{server_restart}} after {told_after:?}, exited after {:?}",
         requested.elapsed()
     );
+    common::remove_db_dir(&cfg);
 }
 
 #[tokio::test]
 async fn sigterm_during_a_drain_still_stops_at_once() {
-    let server = common::serve(&config("drain-term", Duration::from_secs(600))).await;
+    let cfg = config("drain-term", Duration::from_secs(600));
+    let server = common::serve(&cfg).await;
     let addr = server.http;
     let mut clinic = join(addr, "consult", "Bac Ha", "clinic").await;
     expect(&mut clinic, "joined", Duration::from_secs(5)).await;
@@ -213,6 +218,7 @@ async fn sigterm_during_a_drain_still_stops_at_once() {
     stopping.await.unwrap();
     println!("SIGTERM during a drain: stopped after {:?}", t0.elapsed());
     assert!(t0.elapsed() < Duration::from_secs(5));
+    common::remove_db_dir(&cfg);
 }
 
 /// The binary: SIGUSR1 starts the same drain; with no consult running it exits at once, 0.

@@ -79,7 +79,8 @@ fn lose(ws: Ws) {
 
 #[tokio::test]
 async fn a_dropped_socket_resumes_as_the_same_participant() {
-    let running = common::serve(&config("resume", Duration::from_secs(30))).await;
+    let cfg = config("resume", Duration::from_secs(30));
+    let running = common::serve(&cfg).await;
     let (mut clinic, _) = join(&running, "Clinic", "clinic").await;
     let (patient, joined) = join(&running, "Patient", "patient").await;
     let id = joined["participant_id"].as_str().unwrap().to_string();
@@ -132,11 +133,13 @@ async fn a_dropped_socket_resumes_as_the_same_participant() {
         id.as_str()
     );
     running.stop().await;
+    common::remove_db_dir(&cfg);
 }
 
 #[tokio::test]
 async fn after_the_grace_period_the_participant_has_left_and_cannot_resume() {
-    let running = common::serve(&config("resume-grace", Duration::from_secs(1))).await;
+    let cfg = config("resume-grace", Duration::from_secs(1));
+    let running = common::serve(&cfg).await;
     let (mut clinic, _) = join(&running, "Clinic", "clinic").await;
     let (patient, joined) = join(&running, "Patient", "patient").await;
     let id = joined["participant_id"].as_str().unwrap().to_string();
@@ -170,4 +173,5 @@ async fn after_the_grace_period_the_participant_has_left_and_cannot_resume() {
     let fresh = expect(&mut back, "joined").await;
     assert_ne!(fresh["participant_id"], id.as_str());
     running.stop().await;
+    common::remove_db_dir(&cfg);
 }

@@ -21,6 +21,14 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// Removes the folder holding `config`'s database (made by `temp_dir`).
+#[allow(dead_code)] // not every test binary that includes `common` uses it
+pub fn remove_db_dir(config: &Config) {
+    if let Some(dir) = config.consults.db_path.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// A running server.
 pub struct Running {
     pub http: SocketAddr,
