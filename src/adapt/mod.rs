@@ -6,5 +6,6 @@ pub mod layer;
 pub mod meter;
 pub mod prober;
 pub mod quality;
+pub mod queue;
 pub mod shaping;
 pub mod speaker;

@@ -10,7 +10,12 @@
 //!   desired rate) are what finds a fast link at once, so the probe target is the top;
 //! - while a layer switch is under way, neither padding nor probes go beyond the media: a
 //!   probe cluster on top of a keyframe burst made a 2 Mbit/s link's estimate fall from
-//!   ~1 Mbit/s to ~0.36;
+//!   ~1 Mbit/s to ~0.36. Nor beyond half the estimate: str0m caps a cluster at twice the
+//!   desired rate, and the chain of exponential probes that found room for the step up goes
+//!   on while the new layer's keyframe is paced out. In the step-down benchmark that chain
+//!   (clusters at 1.7-2.2 Mbit/s in the 0.5 s after a switch to 720p) filled the 2 Mbit/s
+//!   link under the keyframe, GCC saw overuse and fell to 0.85 of what was acked (1.25 ->
+//!   0.75 Mbit/s), and the step up failed;
 //! - str0m probes only when the desired rate rises, so a re-armed probe (`Prober`) lowers the
 //!   setting for one tick and the next tick's regular setting is a rise again.
 
@@ -54,10 +59,13 @@ pub fn setting(phase: Phase, allocated_bps: u64, probe_bps: u64, estimate_bps: u
                 probe_bps: dip,
             }
         }
-        Phase::Switching => BweSetting {
-            pad_bps: media.min(probe_bps),
-            probe_bps: media.min(probe_bps),
-        },
+        Phase::Switching => {
+            let quiet = media.min(probe_bps).min(estimate_bps / 2);
+            BweSetting {
+                pad_bps: quiet,
+                probe_bps: quiet,
+            }
+        }
         Phase::Unmeasured => BweSetting {
             pad_bps: media.min(probe_bps),
             probe_bps,
@@ -107,7 +115,8 @@ mod tests {
                 600_000,
                 (200_000, 200_000),
             ),
-            // Switching: both held to the media.
+            // Switching: both held to the media, and to half the estimate (no cluster
+            // above the estimate).
             (
                 Phase::Switching,
                 300_000,
@@ -121,6 +130,13 @@ mod tests {
                 200_000,
                 900_000,
                 (200_000, 200_000),
+            ),
+            (
+                Phase::Switching,
+                1_200_000,
+                1_500_000,
+                1_250_000,
+                (625_000, 625_000),
             ),
             // Re-arm: half of what the estimate or the target allows, whichever is less.
             (

@@ -110,6 +110,7 @@ impl Room {
                 measured: s.link_measured,
                 audio_bps,
                 loss: s.link_stats().egress_loss.unwrap_or(0.0),
+                queue_delay: s.rtt_floor.queue_delay(),
                 video,
             };
             let out = s.allocator.update(now, &input);

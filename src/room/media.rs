@@ -348,8 +348,9 @@ pub(super) fn on_egress_stats(p: &mut Participant, s: &MediaEgressStats, metrics
         }
         sub.loss = s.loss;
     }
-    if s.rtt.is_some() {
-        p.rtt = s.rtt;
+    if let Some(rtt) = s.rtt {
+        p.rtt = Some(rtt);
+        p.rtt_floor.observe(s.timestamp, rtt);
     }
 }
 
@@ -366,7 +367,8 @@ pub(super) fn on_ingress_stats(p: &mut Participant, s: &MediaIngressStats, metri
             publication.loss = s.loss;
         }
     }
-    if s.rtt.is_some() {
-        p.rtt = s.rtt;
+    if let Some(rtt) = s.rtt {
+        p.rtt = Some(rtt);
+        p.rtt_floor.observe(s.timestamp, rtt);
     }
 }

@@ -412,6 +412,7 @@ impl Room {
             data_saver: false,
             max_spatial: 2,
             rtt: None,
+            rtt_floor: Default::default(),
             last_media_at: None,
             video_restarted_at: None,
             twcc_loss: None,

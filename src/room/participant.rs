@@ -16,6 +16,7 @@ use crate::adapt::layer::Ladder;
 use crate::adapt::meter::{LayerCost, RateMeter};
 use crate::adapt::prober::Prober;
 use crate::adapt::quality::{egress_loss, Limit, LinkStats};
+use crate::adapt::queue::RttFloor;
 use crate::adapt::shaping::BweSetting;
 use crate::forward::codec::VideoCodec;
 use crate::forward::keyframe::KeyframeThrottle;
@@ -322,6 +323,8 @@ pub struct Participant {
     /// The subscriber's own cap (`set_preference.max_layer`).
     pub max_spatial: u8,
     pub rtt: Option<Duration>,
+    /// The lowest RTT lately: what is above it is queueing (an allocator input).
+    pub rtt_floor: RttFloor,
     /// When media from them last arrived (see `resume::media_resumed`).
     pub last_media_at: Option<Instant>,
     /// When video to and from them last restarted from keyframes (path moved, outage ended).

@@ -256,7 +256,14 @@ impl Room {
                     self.on_channel_data(from, data.binary, &data.data)
                 }
                 Work::ChannelDrained => self.ack_transfers(),
-                Work::PathMoved(who) => self.restart_video_of(who, "media path moved"),
+                Work::PathMoved(who) => {
+                    // A new path has its own propagation delay: the old floor would read the
+                    // difference as a queue (or hide one).
+                    if let Some(i) = self.index(who) {
+                        self.participants[i].rtt_floor.reset();
+                    }
+                    self.restart_video_of(who, "media path moved")
+                }
                 Work::MediaResumed(who) => {
                     self.restart_video_of(who, "media resumed after an outage")
                 }

@@ -4,8 +4,9 @@
 //! Rules (see shared/SFU-LESSONS.md): audio is budgeted first and never paused; the budget is
 //! filled lowest layers first, by priority, then upgraded; a drop is followed within
 //! `DOWN_DELAY`, an increase only after the estimate has covered the higher layer for
-//! `UP_STABLE` (hysteresis); when even the lowest layer does not fit, video pauses and the
-//! probe target stays at the lowest layer so the estimate can climb back.
+//! `UP_STABLE` (hysteresis) and while the link shows no standing queue (RTT near its floor);
+//! when even the lowest layer does not fit, video pauses and the probe target stays at the
+//! lowest layer so the estimate can climb back.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -39,6 +40,9 @@ pub const HEADROOM: f64 = 0.9;
 pub const UP_MARGIN: f64 = 1.1;
 /// Random loss up to this much (rural 3G) is left to NACK/FEC and GCC's own loss control.
 pub const LOSS_TOLERATED: f32 = 0.05;
+/// A standing queue longer than this (RTT above its floor, see `queue`) holds every step up:
+/// the link is already full of what we send, whatever the estimate says.
+pub const UP_QUEUE_MAX: Duration = Duration::from_millis(150);
 
 /// What a subscriber sees first, when bandwidth is short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -104,6 +108,9 @@ pub struct Input<K> {
     /// the budget shrinks by it: retransmissions and FEC eat that share, and more video into a
     /// lossy link only loses more.
     pub loss: f32,
+    /// The subscriber's RTT above its recent floor (`queue::RttFloor`): time our packets
+    /// wait in a buffer on the way. Above `UP_QUEUE_MAX` nothing steps up.
+    pub queue_delay: Duration,
     pub video: Vec<VideoInput<K>>,
 }
 
@@ -283,7 +290,10 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                         current
                     }
                 }
-            } else if input.measured && rank(v, want_up) > rank(v, current) {
+            } else if input.measured
+                && input.queue_delay <= UP_QUEUE_MAX
+                && rank(v, want_up) > rank(v, current)
+            {
                 state.short_since = None;
                 let since = *state.room_since.get_or_insert(now);
                 // Paused video comes back at the lowest layer after a short hold, whatever
