@@ -388,6 +388,8 @@ impl Room {
             session,
             signal_lost_at: None,
             reconnecting: false,
+            heard_at: None,
+            silent: false,
             resume_refresh_at: now + crate::resume::REFRESH,
             ice_restart_wanted: false,
             ice_restart_offered: false,
@@ -509,6 +511,8 @@ impl Room {
                 // The writer is gone (normally `Disconnected` said so first).
                 p.signal_lost_at.get_or_insert(now);
             }
+            let expects_traffic = !p.publications.is_empty() || !p.subscriptions.is_empty();
+            p.silent = resume::is_silent(p.heard_at, expects_traffic, now);
             let grace_over = p
                 .lost_since()
                 .is_some_and(|t| now.saturating_duration_since(t) > self.plane.reconnect_grace);

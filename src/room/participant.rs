@@ -284,6 +284,10 @@ pub struct Participant {
     pub signal_lost_at: Option<Instant>,
     /// What the others were last told (`participant_reconnecting`).
     pub reconnecting: bool,
+    /// When any datagram from them last arrived, and whether that is too long ago
+    /// (`resume::is_silent`): shown as reconnecting before ICE or signaling call it lost.
+    pub heard_at: Option<Instant>,
+    pub silent: bool,
     /// When the next fresh resume token is due.
     pub resume_refresh_at: Instant,
     /// The client asked for an ICE restart; done with the next offer.

@@ -25,6 +25,7 @@ impl Room {
         let Ok(contents) = d.data.as_ref().try_into() else {
             return; // not STUN/DTLS/RTP: ignore, as a NIC would
         };
+        self.participants[i].heard_at = Some(d.at);
         let (proto, destination) = match d.transport {
             crate::udp::Transport::Udp => {
                 self.participants[i].send_path.on_receive(d.source, &d.data);

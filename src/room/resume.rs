@@ -92,13 +92,13 @@ impl Room {
     pub(super) fn announce_reconnecting(&mut self) {
         for i in 0..self.participants.len() {
             let p = &self.participants[i];
-            let now_reconnecting = p.lost_since().is_some();
+            let now_reconnecting = p.lost_since().is_some() || p.silent;
             if now_reconnecting == p.reconnecting {
                 continue;
             }
-            let id = p.id;
+            let (id, silent) = (p.id, p.silent);
             self.participants[i].reconnecting = now_reconnecting;
-            info!(participant = %id, reconnecting = now_reconnecting, "connection state");
+            info!(participant = %id, reconnecting = now_reconnecting, silent, "connection state");
             for other in self.participants.iter().filter(|o| o.id != id) {
                 other.send(ServerMessage::ParticipantReconnecting {
                     participant_id: id.to_string(),
@@ -165,6 +165,20 @@ impl Room {
     }
 }
 
+/// No datagram at all from a participant for this long shows it to the others as reconnecting
+/// at once, without starting the grace period: ICE and signaling take 15-20 s to call a
+/// connection lost (40 s outage test: the others saw "reconnecting" 22 s after the link
+/// dropped), while anyone in a consult sends several datagrams a second (media, a muted
+/// microphone's DTX frames every 400 ms, RTCP and transport feedback for what it receives).
+pub const SILENT_AFTER: Duration = Duration::from_secs(3);
+
+/// Whether a participant that should be sending (it publishes, or receives, media) has gone
+/// silent: nothing heard for `SILENT_AFTER`. Before its first datagram it is joining, not
+/// silent.
+pub fn is_silent(heard_at: Option<Instant>, expects_traffic: bool, now: Instant) -> bool {
+    expects_traffic && heard_at.is_some_and(|t| now.saturating_duration_since(t) >= SILENT_AFTER)
+}
+
 /// A gap this long in a participant's incoming media is an outage, not loss: even muted, a
 /// browser sends audio (DTX) at least every 400 ms. After one, video restarts from keyframes
 /// at once: in the 4 s outage test neither str0m's ICE agent saw the outage nor did the path
@@ -223,6 +237,32 @@ mod tests {
                 media_resumed(last, restarted, now),
                 want,
                 "{last:?} {restarted:?} {now:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_participant_that_should_send_and_is_not_heard_for_3_s_is_silent() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // (last datagram, publishes or receives, now) -> silent
+        let cases = [
+            // Joining: nothing heard yet.
+            (None, true, t0 + ms(10_000), false),
+            (Some(t0), true, t0 + ms(400), false),
+            (Some(t0), true, t0 + ms(2999), false),
+            (Some(t0), true, t0 + ms(3000), true),
+            (Some(t0), true, t0 + ms(40_000), true),
+            // Alone and receive-only: only consent checks every few seconds, not silence.
+            (Some(t0), false, t0 + ms(5000), false),
+            // A datagram that was queued while time moved on is not from the future.
+            (Some(t0 + ms(5)), true, t0, false),
+        ];
+        for (heard, expects, now, want) in cases {
+            assert_eq!(
+                is_silent(heard, expects, now),
+                want,
+                "{heard:?} {expects} {now:?}"
             );
         }
     }
