@@ -157,6 +157,18 @@ test('step down and up: the weak subscriber drops a layer within 2 s and is back
     assert.ok(goodLow <= 2, `good subscriber dropped in ${goodLow} samples; publisher sends ${await publisherLayers(pub)}:\n${summary(series.good)}`);
     assert.ok(held && held.t - RECOVER <= 15,
       `720p did not hold within 15 s of recovery (${fellBack} of ${after.length} samples below it after ${recovery.toFixed(1)} s):\n${summary(series.weak)}`);
+    // What an ops engineer's dashboard sees of the same run (GET /metrics): the switches,
+    // the keyframes they asked for, the estimates. Counted, not just registered.
+    const metrics = parseMetrics(lab.get('/metrics'));
+    const m = (name) => metrics.get(name) ?? NaN;
+    assert.ok(m('consult_layer_switches_total') >= 2, `layer switches: ${m('consult_layer_switches_total')}`);
+    assert.ok(m('consult_keyframe_requests_sent_total') >= 2, `keyframe requests sent: ${m('consult_keyframe_requests_sent_total')}`);
+    assert.ok(m('consult_keyframe_requests_suppressed_total') >= 0, 'keyframe requests suppressed: not exported');
+    assert.ok(m('consult_subscriber_estimate_bps_count') > 0, 'no subscriber estimate observed');
+    // A 250 kbit/s step reaches the histogram's low buckets.
+    assert.ok(m('consult_subscriber_estimate_bps_bucket{le="300000"}') > 0, 'no estimate at or under 300 kbit/s was observed');
+    assert.equal(m('consult_paused_subscriptions'), 0, 'nothing is paused after the recovery');
+    console.log(`step metrics: ${['consult_layer_switches_total', 'consult_keyframe_requests_sent_total', 'consult_keyframe_requests_suppressed_total', 'consult_bwe_probe_requests_total', 'consult_subscriber_estimate_bps_count'].map((k) => `${k.replace(/^consult_/, '')}=${m(k)}`).join(' ')}`);
     console.log(`step: server decided after ${serverReaction.toFixed(1)} s, client told after ${reaction.toFixed(1)} s, lower resolution decoded after ${decoded.toFixed(1)} s, back on 720p after ${recovery.toFixed(1)} s (${fellBack} of ${after.length} samples below it afterwards; 720p held from ${held ? `${(held.t - RECOVER).toFixed(1)} s` : 'never'})`);
   } catch (e) {
     console.log(lab.sfuLog?.text().split('\n').filter((l) => /subscription target|WARN|ERROR/.test(l)).slice(-40).join('\n'));
@@ -165,3 +177,14 @@ test('step down and up: the weak subscriber drops a layer within 2 s and is back
     await lab.close();
   }
 });
+
+/** Prometheus text format: `name{labels} value` lines into a Map (labels kept in the key). */
+function parseMetrics(text) {
+  const out = new Map();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const cut = line.lastIndexOf(' ');
+    out.set(line.slice(0, cut), Number(line.slice(cut + 1)));
+  }
+  return out;
+}
