@@ -138,6 +138,10 @@ const firstAfter = (t0, pred) => rows.find((r) => r.t >= t0 && pred(r));
 const down = firstAfter(STEP, (r) => r.height > 0 && r.height < 720);
 const downTarget = firstAfter(STEP, (r) => r.target && r.target !== 'f');
 const up = firstAfter(RECOVER, (r) => r.height === 720);
+// Held: the last sample below 720p after the recovery came before `up` (a step up that falls
+// back is oscillation, the failure a hold after a failed step up turns into seconds on 360p).
+const below = up ? rows.filter((r) => r.t > up.t && r.height < 720) : [];
+const heldFrom = below.length ? rows.find((r) => r.t > below.at(-1).t && r.height === 720) : up;
 const last = rows.at(-1);
 const settled = rows.filter((r) => r.t >= 5 && r.concealed_pct != null);
 const conceal = settled.length ? settled.reduce((a, r) => a + r.concealed_pct, 0) / settled.length : null;
@@ -153,6 +157,7 @@ Per-second data: \`adaptation-${PROFILE}.csv\`; plot: \`adaptation-${PROFILE}.pn
 | allocator target left f after the step | ${downTarget ? `${(downTarget.t - STEP).toFixed(1)} s` : 'never'} |
 | received layer below 720p after the step | ${down ? `${(down.t - STEP).toFixed(1)} s` : 'never'} |
 | back on 720p after the recovery | ${up ? `${(up.t - RECOVER).toFixed(1)} s` : 'not within the run'} |
+| samples below 720p after that / 720p held from | ${up ? `${below.length} of ${rows.filter((r) => r.t > up.t).length} / ${heldFrom ? `${(heldFrom.t - RECOVER).toFixed(1)} s` : 'not within the run'}` : '-'} |
 | freezes (Chrome freezeCount) / total freeze time | ${last.freezes} / ${last.freeze_s} s |
 | mean audio concealment after 5 s | ${conceal == null ? 'n/a' : `${conceal.toFixed(2)} %`} |
 | estimate before / during / after the step | ${[STEP - 2, RECOVER - 2, SECONDS - 2].map((t) => firstAfter(t, () => true)?.estimate_kbps ?? '?').join(' / ')} kbit/s |
