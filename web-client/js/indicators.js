@@ -1,11 +1,11 @@
 // Per-tile indicators of what the server adapts: the connection-quality bars, the label of the
-// video layer received, and the overlay when that video is paused. Each also sets a data
-// attribute on the tile (data-quality, data-layer, data-video-paused) for tests and styling.
+// video actually received (and the layer it is switching to), and the overlay when that video is
+// paused. Each also sets data attributes on the tile (data-quality, data-layer,
+// data-received-height, data-layer-switching, data-video-paused) for tests and styling.
 
 import { setLabel, setText } from './i18n.js';
 
 export const QUALITIES = ['good', 'fair', 'poor'];
-export const LAYER_RIDS = ['q', 'h', 'f']; // lowest first, as in `video_layers`
 
 /** quality: 'good' | 'fair' | 'poor', or anything else for unknown (bars hidden). */
 export function renderQuality(tileEl, quality) {
@@ -19,20 +19,27 @@ export function renderQuality(tileEl, quality) {
   setLabel(bars, `quality.${q}`);
 }
 
-/** state: {layer: rid|null, paused: null|'bandwidth'|'unavailable'}, or null (nothing known yet). */
-export function renderLayer(tileEl, state) {
-  const layer = typeof state?.layer === 'string' ? state.layer : null;
-  const paused = typeof state?.paused === 'string' ? state.paused : null;
-  tileEl.dataset.layer = layer ?? '';
+/**
+ * view: layerView() of received.js, or null (nothing known yet). The label names what is
+ * decoded; data-layer stays the server's target (what `layer_changed` said).
+ */
+export function renderLayer(tileEl, view) {
+  const paused = typeof view?.paused === 'string' ? view.paused : null;
+  tileEl.dataset.layer = typeof view?.target === 'string' ? view.target : '';
   tileEl.dataset.videoPaused = paused ?? '';
+  tileEl.dataset.receivedHeight = view?.height ? String(view.height) : '';
+  tileEl.dataset.layerSwitching = view?.next ? 'true' : '';
 
   const label = tileEl.querySelector('.layer');
   if (label) {
-    const known = !paused && LAYER_RIDS.includes(layer);
-    label.hidden = !known;
-    if (known) {
-      label.dataset.level = layer;
-      setText(label.querySelector('.layer-text'), `layer.${layer}`);
+    const text = paused ? null : view?.text ?? null;
+    label.hidden = !text;
+    if (text) {
+      label.dataset.level = view.level ?? '';
+      setText(label.querySelector('.layer-text'), text.key, text.vars);
+      const next = label.querySelector('.layer-next');
+      next.hidden = !view.next;
+      if (view.next) setText(next.querySelector('.layer-next-text'), view.next);
     }
   }
 

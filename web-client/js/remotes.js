@@ -2,10 +2,12 @@
 // A remote track is matched to its publisher by its transceiver mid (from `track_published`) or,
 // failing that, by its msid stream id (the publisher's participant_id, trusted once that
 // participant is known). Either may come first; a track that cannot be placed yet waits.
-// Also what the server says it adapts: the video layer received per mid (`layer_changed`) and each
-// participant's connection quality (`connection_quality`, yourself included).
+// Also what the server says it adapts: the video layer it targets per mid (`layer_changed`) and each
+// participant's connection quality (`connection_quality`, yourself included); and, from the stats
+// poll (session.js), the video actually decoded per mid, which the tile's label shows.
 
 import * as ui from './ui.js';
+import { forget, layerView, onSample, onTarget } from './received.js';
 
 export class Remotes {
   constructor() {
@@ -15,6 +17,8 @@ export class Remotes {
     this.pending = new Map(); // mid -> {track, streamId} not yet placed
     this.gone = new Set(); // participant ids that have left (late tracks are ignored)
     this.layers = new Map(); // mid -> {participantId, layer, temporal, paused}   (from layer_changed)
+    this.decoded = new Map(); // mid -> received.js state: target and what getStats says is decoded
+    this.shown = new Map(); // mid -> the layerView last rendered (JSON), to touch the DOM only on change
     this.quality = new Map(); // participant_id -> 'good' | 'fair' | 'poor'     (yourself too)
     this.reconnecting = new Set(); // participant ids whose connection dropped (place kept)
   }
@@ -26,6 +30,8 @@ export class Remotes {
     this.pending.clear();
     this.gone.clear();
     this.layers.clear();
+    this.decoded.clear();
+    this.shown.clear();
     this.quality.clear();
     this.reconnecting.clear();
     ui.clearTiles();
@@ -55,7 +61,7 @@ export class Remotes {
   left(id) {
     this.participants.delete(id);
     this.gone.add(id);
-    for (const [mid, t] of this.tracks) if (t.participantId === id) this.tracks.delete(mid);
+    for (const [mid, t] of this.tracks) if (t.participantId === id) this.forgetMid(mid);
     for (const [mid, l] of this.layers) if (l.participantId === id) this.layers.delete(mid);
     this.quality.delete(id);
     this.reconnecting.delete(id);
@@ -82,7 +88,7 @@ export class Remotes {
     const layer = this.layers.get(mid);
     this.layers.delete(mid);
     if (layer) ui.setTileLayer(layer.participantId, null);
-    this.tracks.delete(mid);
+    this.forgetMid(mid);
     this.received.delete(mid);
     this.pending.delete(mid);
     if (track) ui.removeTileTrack(track);
@@ -99,7 +105,34 @@ export class Remotes {
     if (typeof mid !== 'string' || typeof id !== 'string' || this.gone.has(id)) return;
     const state = { participantId: id, trackId, layer: layer ?? null, temporal: temporal ?? null, paused: paused ?? null };
     this.layers.set(mid, state);
-    if (this.tracks.get(mid)?.source !== 'screen') ui.setTileLayer(id, state);
+    this.decoded.set(mid, onTarget(this.decoded.get(mid), state, performance.now()));
+    this.renderDecoded(mid, id);
+  }
+
+  /** The stats poll's inbound video: Map mid -> {height, frames} (received.js inboundVideoByMid). */
+  videoReceived(samples, now) {
+    for (const [mid, sample] of samples) {
+      const t = this.tracks.get(mid);
+      if (t?.kind !== 'video' || t.source === 'screen') continue;
+      this.decoded.set(mid, onSample(this.decoded.get(mid), sample, now));
+      this.renderDecoded(mid, t.participantId);
+    }
+  }
+
+  /** The mid no longer carries this track: its decoded frames so far are someone else's. */
+  forgetMid(mid) {
+    this.tracks.delete(mid);
+    if (this.decoded.has(mid)) this.decoded.set(mid, forget(this.decoded.get(mid)));
+    this.shown.delete(mid);
+  }
+
+  renderDecoded(mid, id) {
+    if (this.tracks.get(mid)?.source === 'screen') return;
+    const view = layerView(this.decoded.get(mid));
+    const key = JSON.stringify(view);
+    if (this.shown.get(mid) === key) return;
+    this.shown.set(mid, key);
+    ui.setTileLayer(id, view);
   }
 
   /** `connection_quality` about a remote participant (yourself: see quality.js). */
@@ -118,8 +151,8 @@ export class Remotes {
 
   /** Re-applies the known layer and quality to a participant's (new) tile. */
   renderAdaptation(id) {
-    const layer = [...this.layers].find(([mid, l]) => l.participantId === id && this.tracks.get(mid)?.source !== 'screen')?.[1];
-    if (layer) ui.setTileLayer(id, layer);
+    const mid = [...this.layers].find(([m, l]) => l.participantId === id && this.tracks.get(m)?.source !== 'screen')?.[0];
+    if (mid != null) ui.setTileLayer(id, layerView(this.decoded.get(mid)));
     if (this.quality.has(id)) ui.setTileQuality(id, this.quality.get(id));
   }
 

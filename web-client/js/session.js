@@ -18,6 +18,7 @@ import { attachChannel } from './chatlink.js';
 import { resetPoor, sendPreference } from './quality.js';
 import { decideWaiting } from './moderation.js';
 import { stopShare } from './share.js';
+import { inboundVideoByMid } from './received.js';
 
 // The server's messages are handled in messages.js, which calls into this module (connect,
 // startCall, the teardown): main.js hands its handler in so the two do not import each other.
@@ -174,7 +175,8 @@ function askIceRestart(session, { evenIfConnected = false } = {}) {
 
 /**
  * Polls inbound RTP while the call lasts; asks for an ICE restart when it stopped growing for
- * RX_STALL_MS after it had flowed (and media is not simply absent: nobody publishing).
+ * RX_STALL_MS after it had flowed (and media is not simply absent: nobody publishing). The same
+ * sample tells each tile which video it really decodes (one getStats poll, not two).
  */
 function watchInbound(session) {
   const watch = new InboundStall(performance.now());
@@ -182,13 +184,23 @@ function watchInbound(session) {
   const tick = async () => {
     if (app.session !== session || !session.call) return;
     let packets = 0;
+    let video;
     try {
-      const stats = await session.call.pc.getStats();
+      const pc = session.call.pc;
+      const stats = await pc.getStats();
       stats.forEach((s) => {
         if (s.type === 'inbound-rtp') packets += s.packetsReceived ?? 0;
       });
+      video = inboundVideoByMid(stats, (trackId) => midOfTrack(pc, trackId));
     } catch {
       return; // closed
+    }
+    if (app.session !== session) return;
+    // A label that fails to render must not stop the stall watch below.
+    try {
+      app.remotes.videoReceived(video, performance.now());
+    } catch (err) {
+      note(`video label: ${err?.message}`);
     }
     // Nothing to receive (alone, or the others publish nothing) is not a stall.
     const change = watch.update(packets, app.remotes.tracks.size > 0, performance.now());
@@ -200,6 +212,11 @@ function watchInbound(session) {
     session.inboundTimer = setTimeout(tick, RX_POLL_MS);
   };
   session.inboundTimer = setTimeout(tick, RX_POLL_MS);
+}
+
+/** For browsers whose inbound-rtp stats carry no mid (only the track's id). */
+function midOfTrack(pc, trackId) {
+  return pc.getTransceivers().find((t) => t.receiver.track?.id === trackId)?.mid ?? null;
 }
 
 /** Back on a new socket as the same participant: the peer connection and media went on. */

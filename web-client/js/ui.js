@@ -309,7 +309,7 @@ export function upsertTile(id, info) {
   renderRemoteBadges(tile);
 }
 
-/** What this client receives of a participant's video: {layer, paused}, or null (nothing known). */
+/** What this client receives of a participant's video: a layerView() of received.js, or null (nothing known). */
 export function setTileLayer(id, state) {
   const tile = tiles.get(id);
   if (tile) renderLayer(tile.el, state);

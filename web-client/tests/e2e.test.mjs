@@ -5,7 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { joinUrl, launchBrowser, procUsage, randomRoom, sleep, startServer, waitFor } from './lib/harness.mjs';
-import { describeOutbound, inboundVideo, layersOf, outboundVideo, remoteVideoMids } from './lib/stats.mjs';
+import { describeOutbound, inboundVideo, layersOf, outboundVideo, remoteVideoMids, tileLabel } from './lib/stats.mjs';
 
 const MEDIA_TIMEOUT_MS = 60_000;
 const LEAVE_TIMEOUT_MS = 10_000;
@@ -199,6 +199,27 @@ test('three browsers see and hear each other, leave cleanly, and the server ends
       }
     });
     for (const b of bots) console.log(`simulcast, ${b.name}: sends ${describeOutbound(b.outbound)}; receives ${b.layers}`);
+
+    // Each tile's label names the video really decoded (getStats frameHeight), not the server's
+    // target: "<height>p", or the word for the lowest layer when that is what arrives.
+    for (const b of bots) {
+      const mids = await remoteVideoMids(b.page);
+      for (const o of bots.filter((x) => x !== b)) {
+        let seen = {};
+        await waitFor(
+          async () => {
+            seen = await tileLabel(b.page, o.id, mids[o.id]);
+            if (!(seen.height > 0) || seen.shown !== String(seen.height)) return false;
+            if (seen.text === `${seen.height}p`) return true;
+            if (seen.text !== seen.lowWord) return false;
+            const q = (await outboundVideo(o.page)).find((e) => e.rid === 'q');
+            return seen.height <= (q?.frameHeight ?? 0);
+          },
+          { timeoutMs: SIMULCAST_TIMEOUT_MS, what: `${b.name}'s tile of ${o.name} to label the video it decodes`, describe: () => JSON.stringify(seen) },
+        );
+        console.log(`label, ${b.name}'s tile of ${o.name}: "${seen.text}"${seen.switching ? ' (switching)' : ''}, decoded ${seen.height} lines`);
+      }
+    }
 
     // One tile per other participant, carrying its id and role.
     for (const b of bots) {

@@ -64,6 +64,37 @@ export function layersOf(page) {
   );
 }
 
+/**
+ * A remote tile's video label beside what getStats says is decoded on its mid: {height
+ * (frameHeight), text (the label, '' when hidden), shown (data-received-height), switching
+ * (data-layer-switching), lowWord (the page's own word for the lowest layer)}.
+ */
+export function tileLabel(page, participantId, mid) {
+  return page.evaluate(
+    async ({ id, mid }) => {
+      const { t } = await import('/js/i18n.js'); // the page's instance: its language
+      let height = 0;
+      let at = -1;
+      (await window.consult.pc.getStats()).forEach((r) => {
+        if (r.type !== 'inbound-rtp' || r.kind !== 'video' || r.mid !== mid) return;
+        if ((r.lastPacketReceivedTimestamp ?? 0) < at) return;
+        at = r.lastPacketReceivedTimestamp ?? 0;
+        height = r.frameHeight ?? 0;
+      });
+      const tile = document.querySelector(`[data-participant-id="${id}"]`);
+      const label = tile?.querySelector('.layer');
+      return {
+        height,
+        text: label && !label.hidden ? label.querySelector('.layer-text').textContent : '',
+        shown: tile?.dataset.receivedHeight ?? '',
+        switching: tile?.dataset.layerSwitching ?? '',
+        lowWord: t('layer.q'),
+      };
+    },
+    { id: participantId, mid },
+  );
+}
+
 /** Mids of the remote video tracks the page was told about (track_published), by publisher id. */
 export function remoteVideoMids(page) {
   return page.evaluate(() =>
