@@ -330,3 +330,14 @@ export async function sampleConsult(page) {
     return out;
   });
 }
+
+/** Prometheus text format (GET /metrics): `name{labels} value` lines into a Map (labels kept in the key). */
+export function parseMetrics(text) {
+  const out = new Map();
+  for (const line of text.split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const cut = line.lastIndexOf(' ');
+    out.set(line.slice(0, cut), Number(line.slice(cut + 1)));
+  }
+  return out;
+}

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { sample, startLab } from './netlab.mjs';
+import { parseMetrics as metrics, sample, startLab } from './netlab.mjs';
 
 const STARVE_S = 15; // starved.toml: the downlink drops to 100 kbit/s, from linkem's start
 const RESTORE_S = 35; // and is 2 Mbit/s again
@@ -86,16 +86,6 @@ function concealed(a, b) {
   return n > 0 ? (b.audio.concealed - b.audio.silent - (a.audio.concealed - a.audio.silent)) / n : 1;
 }
 
-/** Prometheus text: `name{labels} value` into a Map. */
-function metrics(text) {
-  const out = new Map();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const cut = line.lastIndexOf(' ');
-    out.set(line.slice(0, cut), Number(line.slice(cut + 1)));
-  }
-  return out;
-}
 
 /** The SFU's own decisions for this subscriber (its adapt log), in seconds from linkem's start. */
 function serverTargets(lab, subscriberId) {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { concealment, longestFreeze, longestStall, record, startLab } from './netlab.mjs';
+import { concealment, longestFreeze, longestStall, parseMetrics, record, startLab } from './netlab.mjs';
 
 const TOP_HEIGHT = 720; // the fake camera's 1280x720 is the f layer
 const LOW_HEIGHT = 180; // q layer: 320x180
@@ -177,14 +177,3 @@ test('step down and up: the weak subscriber drops a layer within 2 s and is back
     await lab.close();
   }
 });
-
-/** Prometheus text format: `name{labels} value` lines into a Map (labels kept in the key). */
-function parseMetrics(text) {
-  const out = new Map();
-  for (const line of text.split('\n')) {
-    if (!line || line.startsWith('#')) continue;
-    const cut = line.lastIndexOf(' ');
-    out.set(line.slice(0, cut), Number(line.slice(cut + 1)));
-  }
-  return out;
-}
