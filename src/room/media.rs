@@ -347,10 +347,10 @@ pub(super) fn on_egress_stats(p: &mut Participant, s: &MediaEgressStats, metrics
             sub.nacks_received = s.nacks;
         }
         sub.loss = s.loss;
-    }
-    if let Some(rtt) = s.rtt {
-        p.rtt = Some(rtt);
-        p.rtt_floor.observe(s.timestamp, rtt);
+        if let Some(rtt) = fresh_rtt(&mut sub.packets_sent, s.packets, s.rtt) {
+            p.rtt = Some(rtt);
+            p.rtt_floor.observe(s.timestamp, rtt);
+        }
     }
 }
 
@@ -366,9 +366,68 @@ pub(super) fn on_ingress_stats(p: &mut Participant, s: &MediaIngressStats, metri
         if s.loss.is_some() {
             publication.loss = s.loss;
         }
+        if let Some(rtt) = fresh_rtt(&mut layer.packets_received, s.packets, s.rtt) {
+            p.rtt = Some(rtt);
+            p.rtt_floor.observe(s.timestamp, rtt);
+        }
     }
-    if let Some(rtt) = s.rtt {
-        p.rtt = Some(rtt);
-        p.rtt_floor.observe(s.timestamp, rtt);
+}
+
+/// The stream's RTT if it carried packets since its last stats event, else None.
+///
+/// str0m reports a stream's last measured RTT in every stats event, also for a stream that
+/// stopped (a paused subscription, a layer dynacast stopped). That RTT was measured when the
+/// stream stopped, often because the link was full, and read as the current RTT it looks like
+/// a standing queue that holds every step up, the resume of paused video included.
+fn fresh_rtt(last_packets: &mut u64, packets: u64, rtt: Option<Duration>) -> Option<Duration> {
+    let advanced = packets > *last_packets;
+    *last_packets = packets;
+    rtt.filter(|_| advanced)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_stream_that_carried_packets_reports_a_fresh_rtt() {
+        let ms = Duration::from_millis;
+        /// (packets in the stats event, its rtt in ms)
+        type Event = (u64, Option<u64>);
+        /// (name, stats events, the rtt taken from each)
+        type Case<'a> = (&'a str, &'a [Event], &'a [Option<u64>]);
+        let cases: &[Case] = &[
+            (
+                "flowing",
+                &[(10, Some(80)), (20, Some(90))],
+                &[Some(80), Some(90)],
+            ),
+            (
+                "paused: the last rtt is repeated, never taken",
+                &[
+                    (10, Some(80)),
+                    (50, Some(400)),
+                    (50, Some(400)),
+                    (50, Some(400)),
+                ],
+                &[Some(80), Some(400), None, None],
+            ),
+            (
+                "resumed",
+                &[(50, Some(400)), (50, Some(400)), (60, Some(120))],
+                &[Some(400), None, Some(120)],
+            ),
+            ("no rtt yet", &[(10, None), (20, None)], &[None, None]),
+            ("nothing sent yet", &[(0, Some(80))], &[None]),
+        ];
+        for (name, events, want) in cases {
+            let mut last = 0;
+            let got: Vec<_> = events
+                .iter()
+                .map(|&(packets, rtt)| fresh_rtt(&mut last, packets, rtt.map(ms)))
+                .collect();
+            let want: Vec<_> = want.iter().map(|w| w.map(ms)).collect();
+            assert_eq!(got, want, "{name}");
+        }
     }
 }

@@ -50,6 +50,8 @@ pub struct InLayer {
     pub unneeded_since: Option<Instant>,
     /// NACKs sent for it so far (str0m reports totals; metrics want increments).
     pub nacks_sent: u64,
+    /// Packets received by the last stats event: whether its RTT is new (see `media::fresh_rtt`).
+    pub packets_received: u64,
 }
 
 impl InLayer {
@@ -185,6 +187,8 @@ pub struct Subscription {
     /// learned on first use.
     pub pt_map: Vec<(Pt, Pt, bool)>,
     pub nacks_received: u64,
+    /// Packets sent by the last stats event: whether its RTT is new (see `media::fresh_rtt`).
+    pub packets_sent: u64,
     pub loss: Option<f32>,
     /// What the client was last told about this video subscription.
     pub reported: Option<Target>,
@@ -209,6 +213,7 @@ impl Subscription {
             forwarding,
             pt_map: Vec::new(),
             nacks_received: 0,
+            packets_sent: 0,
             loss: None,
             reported: None,
         }
