@@ -74,7 +74,10 @@ fn budget_fills_to_the_top_when_there_is_room() {
         (3_000_000, Some(2)),
         (1_000_000, Some(1)),
         (300_000, Some(0)),
-        (150_000, None),
+        // Short of audio + the lowest layer, but not far short, on a clean link: kept (see
+        // `link_fails`; the table test below has the cases).
+        (150_000, Some(0)),
+        (100_000, None),
         (40_000, None),
     ];
     for &(estimate, want) in cases {
@@ -227,12 +230,12 @@ fn pauses_when_nothing_fits_keeps_probing_and_comes_back() {
     let t0 = Instant::now();
     let mut a = Allocator::new();
     // A new subscription starts on the lowest layer rather than paused...
-    let o = a.update(t0, &input(120_000, vec![camera(1)]));
+    let o = a.update(t0, &input(100_000, vec![camera(1)]));
     assert_eq!(spatial(&o, 1), Some(0));
     // ...and pauses once it is clear that even that does not fit.
-    let o = a.update(t0 + DOWN_DELAY, &input(120_000, vec![camera(1)]));
+    let o = a.update(t0 + DOWN_DELAY, &input(100_000, vec![camera(1)]));
     assert_eq!(spatial(&o, 1), Some(0), "not after a moment");
-    let o = a.update(t0 + PAUSE_DELAY, &input(120_000, vec![camera(1)]));
+    let o = a.update(t0 + PAUSE_DELAY, &input(100_000, vec![camera(1)]));
     assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
     let t0 = t0 + PAUSE_DELAY;
     assert!(
@@ -479,10 +482,14 @@ fn the_lowest_layer_stays_while_the_whole_estimate_carries_it() {
     a.update(t0, &input(fits, vec![camera(1)]));
     let o = a.update(t0 + PAUSE_DELAY * 3, &input(fits, vec![camera(1)]));
     assert_eq!(spatial(&o, 1), Some(0), "{:?}", o.targets);
-    // Below that it pauses, after the pause delay.
-    let o = a.update(t0 + PAUSE_DELAY * 4, &input(fits - 1, vec![camera(1)]));
+    // Below that it pauses, after the pause delay, once the link shows it (loss here).
+    let short = Input {
+        loss: LOSS_TOLERATED * 2.0,
+        ..input(fits - 1, vec![camera(1)])
+    };
+    let o = a.update(t0 + PAUSE_DELAY * 4, &short);
     assert_eq!(spatial(&o, 1), Some(0), "not at once");
-    let o = a.update(t0 + PAUSE_DELAY * 6, &input(fits - 1, vec![camera(1)]));
+    let o = a.update(t0 + PAUSE_DELAY * 6, &short);
     assert_eq!(o.targets[0].1, Target::PausedForBandwidth);
     // Coming back needs the headroom and the step-up margin: no flapping at the edge.
     let o = a.update(t0 + PAUSE_DELAY * 10, &input(fits, vec![camera(1)]));
@@ -660,4 +667,55 @@ fn a_standing_queue_holds_step_ups_but_not_steps_down() {
         (2_000_000, 0.0, UP_QUEUE_MAX.as_millis() as u64, 40),
     ]);
     assert_eq!(edge.last(), Some(&Some(2)), "{edge:?}");
+}
+
+#[test]
+fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
+    let ms = Duration::from_millis;
+    // GCC's estimate short of audio (40) + the lowest layer (150), for 10 s on a link with this
+    // loss and standing queue: (name, estimate, loss, queue, paused at the end).
+    let cases: &[(&str, u64, f32, Duration, bool)] = &[
+        // The weak-link test's case: GCC's loss control sank below a link that carries.
+        ("short, clean link", 150_000, 0.018, ms(80), false),
+        (
+            "short, loss beyond what FEC absorbs",
+            150_000,
+            0.08,
+            ms(80),
+            true,
+        ),
+        (
+            "short, standing queue",
+            150_000,
+            0.0,
+            UP_QUEUE_MAX + ms(50),
+            true,
+        ),
+        (
+            "far short: nothing left for video",
+            100_000,
+            0.0,
+            ms(0),
+            true,
+        ),
+        ("not short", 200_000, 0.08, UP_QUEUE_MAX + ms(50), false),
+    ];
+    for &(name, estimate, loss, queue, paused) in cases {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let mut o = a.update(t0, &input(2_000_000, vec![camera(1)]));
+        let i = Input {
+            loss,
+            queue_delay: queue,
+            ..input(estimate, vec![camera(1)])
+        };
+        for k in 1..=100 {
+            o = a.update(t0 + ms(100 * k), &i);
+        }
+        let got = o.targets[0].1 == Target::PausedForBandwidth;
+        assert_eq!(got, paused, "{name}: {:?}", o.targets);
+        if !paused {
+            assert!(spatial(&o, 1).is_some(), "{name}");
+        }
+    }
 }
