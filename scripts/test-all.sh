@@ -21,7 +21,7 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 # Cluster: tests/cluster.rs and load-tests/cluster.sh start redis-server.
 command -v redis-server >/dev/null || need_apt+=(redis-server)
 command -v jq >/dev/null || need_apt+=(jq) # load-tests/cluster.sh reads the bots' JSON
-# Store: tests/store_backends.rs runs the store tests against a PostgreSQL it starts itself
+# Store: tests/store_backends/ runs the store tests against a PostgreSQL it starts itself
 # (initdb and pg_ctl from here; as root, as the package's `postgres` user).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then

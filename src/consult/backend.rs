@@ -1,6 +1,6 @@
 //! The one store interface: what the store thread can ask of a database. SQLite
 //! (`sqlite.rs`, one node, the default) and PostgreSQL (`pg.rs`, shared by several nodes)
-//! implement it, and the same tests (`tests/store_backends.rs`) run against both.
+//! implement it, and the same tests (`tests/store_backends/`) run against both.
 //!
 //! Methods run on the store thread only, one at a time, so they may block.
 

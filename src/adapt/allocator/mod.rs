@@ -266,7 +266,8 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                 let waited = now.saturating_duration_since(since);
                 match (want, lowest) {
                     (Target::PausedForBandwidth, Some(lowest))
-                        if waited < PAUSE_DELAY || !link_fails(input, v, lowest) =>
+                        if waited < PAUSE_DELAY
+                            || !link_fails(input, plain, rate_of(v, lowest)) =>
                     {
                         if waited >= DOWN_DELAY && current != lowest {
                             // A step towards a pause: set here, so that the shortfall clock
@@ -376,9 +377,9 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
 /// loss, GCC at 120 kbit/s with 78 of audio, 1.8 % loss and no standing queue, and the video
 /// paused (a freeze of 6 s with the resume) in 1 of 4 runs. A link that really is too narrow
 /// for what we send shows loss or a queue within a second, and then video pauses.
-fn link_fails<K>(input: &Input<K>, v: &VideoInput<K>, lowest: Target) -> bool {
-    let plain = input.estimate_bps.saturating_sub(input.audio_bps);
-    let far_short = plain < rate_of(v, lowest) / 2;
+/// `plain` is the estimate less audio, `lowest_bps` what the lowest layer costs.
+fn link_fails<K>(input: &Input<K>, plain: u64, lowest_bps: u64) -> bool {
+    let far_short = plain < lowest_bps / 2;
     far_short || input.loss > LOSS_TOLERATED || input.queue_delay > UP_QUEUE_MAX
 }
 
