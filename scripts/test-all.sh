@@ -65,18 +65,27 @@ node load-tests/browser/fleet.mjs --bots 3 --rooms 1 --tabs 3 --ramp 2 --duratio
 
 log "weak-link browser tests (network namespaces + linkem)"
 # These measure reaction times and freezes over an emulated link with three Chromium instances
-# on a shared 2-core machine: on a quiet machine about one suite run in three has one test
-# miss a bound (a 2.1 s freeze against 2 s, say). Up to three runs of the suite; every failed
-# run is reported, and three failures fail the run.
-attempt=1
-until node --test load-tests/browser/; do
-  if [ "$attempt" -ge 3 ]; then
-    log "weak-link tests failed $attempt times"
-    exit 1
-  fi
-  log "weak-link tests failed (run $attempt of 3); rerunning the suite (reported, not hidden)"
-  attempt=$((attempt + 1))
+# on a shared 2-core machine, so a bound is sometimes missed by noise (a 2.1 s freeze against
+# 2 s, say). Each test file gets up to three runs; every failed run is reported (and listed at
+# the end), and a file that fails three times fails the run. Per file, not per suite: with a
+# dozen timing tests, rerunning the whole suite on any miss left a flake in one test three
+# chances to land in some run.
+reruns=()
+for file in load-tests/browser/*.test.mjs; do
+  attempt=1
+  until node --test "$file"; do
+    if [ "$attempt" -ge 3 ]; then
+      log "$file failed $attempt times"
+      exit 1
+    fi
+    log "$file failed (run $attempt of 3); rerunning it (reported, not hidden)"
+    reruns+=("$(basename "$file") run $attempt failed")
+    attempt=$((attempt + 1))
+  done
 done
+if [ ${#reruns[@]} -gt 0 ]; then
+  log "weak-link tests passed after reruns: ${reruns[*]}"
+fi
 
 end=$(date +%s)
 log "all tests passed: build+lint $((build_done - start)) s, tests $((end - build_done)) s"

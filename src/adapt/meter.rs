@@ -93,25 +93,46 @@ impl RateMeter {
 /// the current one with `COST_HALF_LIFE`. An encoder's rate swings with the scene and ramps
 /// after a restart; the dips must not make a layer look cheap enough to step up to (it then
 /// fails, and the subscriber oscillates), while a lasting drop is believed within seconds.
+///
+/// A rise counts only once it has lasted `RISE_CONFIRM`, at the lowest rate seen meanwhile: a
+/// keyframe sits in the meter's one-second window for one second. Believed at once, the
+/// keyframe that a subscriber's own step up asked for raised the cost of the layer it had
+/// just reached by up to half (local step test: 720p from 446 to 688 kbit/s within 0.8 s),
+/// the step up looked like a failure, and the peak hold kept it that way for seconds.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LayerCost {
     held: Option<(u64, Instant)>,
+    /// A rise above `held` under way: since when, and its lowest measurement so far.
+    rise: Option<(Instant, u64)>,
 }
 
 pub const COST_HALF_LIFE: Duration = Duration::from_secs(6);
+/// Longer than the meter's window, so that one keyframe never confirms a rise.
+pub const RISE_CONFIRM: Duration = Duration::from_millis(1500);
 
 impl LayerCost {
     pub fn observe(&mut self, now: Instant, measured_bps: u64) -> u64 {
         let cost = match self.held {
-            Some((held, at)) if held > measured_bps => {
+            None => measured_bps,
+            Some((held, _)) if measured_bps > held => {
+                let (since, low) = self.rise.get_or_insert((now, measured_bps));
+                *low = (*low).min(measured_bps);
+                if now.saturating_duration_since(*since) < RISE_CONFIRM {
+                    // Not yet believed; `held` keeps its time, as no decay is due while the
+                    // measurement is above it.
+                    return held;
+                }
+                *low
+            }
+            Some((held, at)) => {
                 let age = now.saturating_duration_since(at).as_secs_f64();
                 let keep = 0.5f64.powf(age / COST_HALF_LIFE.as_secs_f64());
                 // Decays from the time of the last observation, so the rate of decay does
                 // not depend on how often the allocator looks.
                 measured_bps + ((held - measured_bps) as f64 * keep) as u64
             }
-            _ => measured_bps,
         };
+        self.rise = None;
         self.held = Some((cost, now));
         cost
     }
@@ -180,11 +201,18 @@ mod tests {
             // A dip (encoder ramp, still scene) barely moves the cost.
             (200, 100_000, 390_000..=400_000),
             (400, 100_000, 380_000..=395_000),
-            // A rise is believed at once.
-            (600, 500_000, 500_000..=500_000),
+            // A keyframe in the window for a second: not believed.
+            (600, 700_000, 380_000..=395_000),
+            (1_100, 650_000, 380_000..=395_000),
+            (1_500, 600_000, 380_000..=395_000),
+            (1_700, 300_000, 370_000..=395_000),
+            // A rise that lasts is believed after RISE_CONFIRM, at its lowest.
+            (2_000, 560_000, 370_000..=395_000),
+            (2_500, 500_000, 370_000..=395_000),
+            (3_600, 520_000, 500_000..=500_000),
             // A lasting drop: after one half-life, half the gap is gone.
-            (6_600, 100_000, 295_000..=305_000),
-            (30_600, 100_000, 100_000..=115_000),
+            (9_600, 100_000, 295_000..=305_000),
+            (33_600, 100_000, 100_000..=115_000),
         ];
         for (ms, measured, expected) in table {
             let cost = c.observe(at(*ms), *measured);
