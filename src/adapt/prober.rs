@@ -34,7 +34,12 @@ impl Default for Prober {
 impl Prober {
     /// `probe_bps`: what the next step up needs (the allocator's probe target);
     /// `allocated_bps`: what the current targets need; `stepped_up`: the allocator moved a
-    /// track up in this update (layer bitrates alone drift, so that is not read from rates).
+    /// track up in this update (layer bitrates alone drift, so that is not read from rates);
+    /// `quiet`: a layer switch is under way, so a due probe waits (a probe cluster on top of
+    /// the switch's keyframe makes GCC back off). A step up starts a switch, so both come
+    /// together: when the room skipped this call while switching, the step up was never seen
+    /// and the back-off of the failed probes before it went on (probes 6-24 s apart while
+    /// climbing back after the step test's recovery).
     /// Returns true when a new probe should be requested now.
     pub fn update(
         &mut self,
@@ -43,6 +48,7 @@ impl Prober {
         probe_bps: u64,
         allocated_bps: u64,
         stepped_up: bool,
+        quiet: bool,
     ) -> bool {
         if probe_bps <= estimate_bps || probe_bps <= allocated_bps {
             // Nothing more is wanted, or the estimate already covers it.
@@ -60,7 +66,7 @@ impl Prober {
                 self.next_at = Some(now + self.interval);
                 false
             }
-            Some(at) if now >= at => {
+            Some(at) if now >= at && !quiet => {
                 self.interval = (self.interval * 2).min(PROBE_MAX);
                 self.next_at = Some(now + self.interval);
                 true
@@ -88,7 +94,7 @@ mod tests {
             .filter(|(t, e, probe, alloc)| {
                 let up = last > 0 && *alloc * 3 > last * 4;
                 last = *alloc;
-                p.update(t0 + MS * *t as u32, *e, *probe, *alloc, up)
+                p.update(t0 + MS * *t as u32, *e, *probe, *alloc, up, false)
             })
             .map(|(t, ..)| *t)
             .collect()
@@ -162,5 +168,31 @@ mod tests {
         for c in cases {
             assert_eq!(run(&c.steps), c.probes, "{}", c.name);
         }
+    }
+
+    #[test]
+    fn a_step_up_during_a_switch_resets_the_back_off_and_due_probes_wait_for_the_switch() {
+        let t0 = Instant::now();
+        let mut p = Prober::default();
+        let mut probes = Vec::new();
+        for t in (0..40_000u64).step_by(200) {
+            // Stuck below the next step; a step up at 22 s starts a 1 s switch, and another
+            // switch runs from 30.8 to 31.4 s.
+            let stepped_up = t == 22_000;
+            let quiet = (22_000..23_000).contains(&t) || (30_800..31_400).contains(&t);
+            if p.update(
+                t0 + MS * t as u32,
+                650_000,
+                1_400_000,
+                500_000,
+                stepped_up,
+                quiet,
+            ) {
+                probes.push(t);
+            }
+        }
+        // Backing off 3, 9, 21 s; after the step up 3 s again (25 s), then 6 s (31 s, held
+        // to the end of the switch).
+        assert_eq!(probes, [3_000, 9_000, 21_000, 25_000, 31_400]);
     }
 }

@@ -185,14 +185,14 @@ impl Room {
 
             // Padding and probes (see `shaping` for why each phase is shaped as it is).
             let switching = input.measured && s.probe_quiet_until.is_some_and(|t| now < t);
-            let rearm = !switching
-                && s.prober.update(
-                    now,
-                    input.estimate_bps,
-                    out.probe_bps,
-                    out.allocated_bps,
-                    out.stepped_up,
-                );
+            let rearm = s.prober.update(
+                now,
+                input.estimate_bps,
+                out.probe_bps,
+                out.allocated_bps,
+                out.stepped_up,
+                switching,
+            );
             let phase = match (rearm, switching, input.measured) {
                 (true, _, _) => Phase::Rearm,
                 (false, true, _) => Phase::Switching,
