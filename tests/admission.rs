@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 use consult_sfu::config::{Config, ConsultsConfig};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
@@ -41,16 +40,6 @@ async fn join(http: std::net::SocketAddr, name: &str, role: &str) -> (Ws, Value)
     }
 }
 
-async fn metrics(http: std::net::SocketAddr) -> String {
-    let mut s = TcpStream::connect(http).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
-
 #[tokio::test]
 async fn joins_over_the_node_cap_get_server_busy_with_a_retry_hint() {
     let dir = common::temp_dir("admission");
@@ -78,7 +67,7 @@ async fn joins_over_the_node_cap_get_server_busy_with_a_retry_hint() {
     assert_eq!(v["retry_after_ms"], 15_000, "{v}");
     assert!(v["message"].as_str().unwrap().contains("busy"), "{v}");
 
-    let text = metrics(server.http).await;
+    let text = common::http_get(server.http, "/metrics").await;
     assert!(
         text.contains("consult_joins_refused_total{reason=\"participant_cap\"} 1"),
         "{text}"

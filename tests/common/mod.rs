@@ -95,3 +95,22 @@ impl Running {
             .unwrap();
     }
 }
+
+/// `GET path` over a fresh connection (`Connection: close`): the whole response, head and body.
+pub async fn http_get(addr: SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// The value of an unlabelled metric in the server's `/metrics`, if it is there.
+pub async fn metric(addr: SocketAddr, name: &str) -> Option<f64> {
+    http_get(addr, "/metrics")
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}

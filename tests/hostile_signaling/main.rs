@@ -20,6 +20,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
+#[path = "../common/mod.rs"]
+mod common;
+
 type Ws = WebSocketStream<TcpStream>;
 
 /// Shortened so the test runs in seconds; the defaults (10 s each) take the same code paths.
@@ -140,18 +143,11 @@ impl TestServer {
     }
 
     async fn get(&self, path: &str) -> String {
-        let mut s = TcpStream::connect(self.http).await.unwrap();
-        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
+        common::http_get(self.http, path).await
     }
 
     async fn metric(&self, name: &str) -> Option<f64> {
-        let body = self.get("/metrics").await;
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        common::metric(self.http, name).await
     }
 
     async fn stop(mut self) {
