@@ -341,16 +341,16 @@ fn send_pli(
 }
 
 pub(super) fn on_egress_stats(p: &mut Participant, s: &MediaEgressStats, metrics: &Metrics) {
-    if let Some(sub) = p.subscriptions.iter_mut().find(|x| x.mid() == Some(s.mid)) {
-        if s.nacks > sub.nacks_received {
-            metrics.nacks_received.inc_by(s.nacks - sub.nacks_received);
-            sub.nacks_received = s.nacks;
-        }
-        sub.loss = s.loss;
-        if let Some(rtt) = fresh_rtt(&mut sub.packets_sent, s.packets, s.rtt) {
-            p.rtt = Some(rtt);
-            p.rtt_floor.observe(s.timestamp, rtt);
-        }
+    let Some(sub) = p.subscriptions.iter_mut().find(|x| x.mid() == Some(s.mid)) else {
+        return;
+    };
+    if s.nacks > sub.nacks_received {
+        metrics.nacks_received.inc_by(s.nacks - sub.nacks_received);
+        sub.nacks_received = s.nacks;
+    }
+    sub.loss = s.loss;
+    if let Some(rtt) = fresh_rtt(&mut sub.packets_sent, s.packets, s.rtt) {
+        p.observe_rtt(s.timestamp, rtt);
     }
 }
 
@@ -367,8 +367,7 @@ pub(super) fn on_ingress_stats(p: &mut Participant, s: &MediaIngressStats, metri
             publication.loss = s.loss;
         }
         if let Some(rtt) = fresh_rtt(&mut layer.packets_received, s.packets, s.rtt) {
-            p.rtt = Some(rtt);
-            p.rtt_floor.observe(s.timestamp, rtt);
+            p.observe_rtt(s.timestamp, rtt);
         }
     }
 }

@@ -460,6 +460,14 @@ impl Participant {
         }
     }
 
+    /// A fresh RTT from any of this participant's streams (see `media::fresh_rtt`): the
+    /// latest for its link stats, and one more sample for the floor that queueing is read
+    /// against.
+    pub fn observe_rtt(&mut self, at: Instant, rtt: Duration) {
+        self.rtt = Some(rtt);
+        self.rtt_floor.observe(at, rtt);
+    }
+
     pub fn link_stats(&self) -> LinkStats {
         let max = |a: Option<f32>, b: Option<f32>| match (a, b) {
             (Some(x), Some(y)) => Some(x.max(y)),
