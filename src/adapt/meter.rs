@@ -81,6 +81,12 @@ impl RateMeter {
         Some(total * 8 * 1000 / (BUCKET.as_millis() as u64 * BUCKETS as u64))
     }
 
+    /// How long this layer has been sending without a break (since the first packet, or since
+    /// it resumed after a silence longer than the window).
+    pub fn age(&self, now: Instant) -> Option<Duration> {
+        self.started.map(|t| now.saturating_duration_since(t))
+    }
+
     /// Whether packets arrived within `window`: a layer the publisher stopped sending is not
     /// available to subscribers.
     pub fn active(&self, now: Instant, window: Duration) -> bool {
@@ -94,11 +100,15 @@ impl RateMeter {
 /// after a restart; the dips must not make a layer look cheap enough to step up to (it then
 /// fails, and the subscriber oscillates), while a lasting drop is believed within seconds.
 ///
-/// A rise counts only once it has lasted `RISE_CONFIRM`, at the lowest rate seen meanwhile: a
-/// keyframe sits in the meter's one-second window for one second. Believed at once, the
-/// keyframe that a subscriber's own step up asked for raised the cost of the layer it had
-/// just reached by up to half (local step test: 720p from 446 to 688 kbit/s within 0.8 s),
-/// the step up looked like a failure, and the peak hold kept it that way for seconds.
+/// Once the layer has settled (sent for `SETTLED` without a break), a rise counts only once it
+/// has lasted `RISE_CONFIRM`, at the lowest rate seen meanwhile: a keyframe sits in the
+/// meter's one-second window for one second. Believed at once, the keyframe that a
+/// subscriber's own step up asked for raised the cost of the layer it had just reached by up
+/// to half (local step test: 720p from 446 to 688 kbit/s within 0.8 s), the step up looked
+/// like a failure, and the peak hold kept it that way for seconds. Before that the encoder is
+/// still ramping up (at the start, after dynacast resumed the layer), and a rise is believed at
+/// once: held back, the ramp made 720p look half its price and a subscriber on a link still
+/// being measured stepped up to it and straight back down.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LayerCost {
     held: Option<(u64, Instant)>,
@@ -109,11 +119,15 @@ pub struct LayerCost {
 pub const COST_HALF_LIFE: Duration = Duration::from_secs(6);
 /// Longer than the meter's window, so that one keyframe never confirms a rise.
 pub const RISE_CONFIRM: Duration = Duration::from_millis(1500);
+/// An encoder ramps up over the first seconds of a layer (Chromium: 5-10 s to its target).
+pub const SETTLED: Duration = Duration::from_secs(10);
 
 impl LayerCost {
-    pub fn observe(&mut self, now: Instant, measured_bps: u64) -> u64 {
+    /// `settled`: the layer has sent for `SETTLED` without a break (`RateMeter::age`).
+    pub fn observe(&mut self, now: Instant, measured_bps: u64, settled: bool) -> u64 {
         let cost = match self.held {
             None => measured_bps,
+            Some((held, _)) if measured_bps > held && !settled => measured_bps,
             Some((held, _)) if measured_bps > held => {
                 let (since, low) = self.rise.get_or_insert((now, measured_bps));
                 *low = (*low).min(measured_bps);
@@ -215,8 +229,44 @@ mod tests {
             (33_600, 100_000, 100_000..=115_000),
         ];
         for (ms, measured, expected) in table {
-            let cost = c.observe(at(*ms), *measured);
+            let cost = c.observe(at(*ms), *measured, true);
             assert!(expected.contains(&cost), "at {ms} ms: {cost}");
         }
+    }
+
+    #[test]
+    fn an_unsettled_layer_is_believed_at_once_when_it_rises() {
+        // An encoder ramping up after its start: every rise counts at once, dips are held.
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut c = LayerCost::default();
+        assert_eq!(c.observe(at(0), 300_000, false), 300_000);
+        assert_eq!(c.observe(at(500), 500_000, false), 500_000);
+        assert!((480_000..=500_000).contains(&c.observe(at(700), 350_000, false)));
+        assert_eq!(c.observe(at(1_000), 700_000, false), 700_000);
+        // Settled, the same jump waits.
+        assert_eq!(c.observe(at(1_200), 700_000, true), 700_000);
+        assert!(c.observe(at(1_400), 1_000_000, true) < 710_000);
+    }
+
+    #[test]
+    fn a_meter_knows_how_long_its_layer_has_sent_without_a_break() {
+        let t0 = Instant::now();
+        let mut m = RateMeter::new();
+        assert_eq!(m.age(t0), None);
+        for i in 0..50u64 {
+            m.add(t0 + Duration::from_millis(i * 100), 1000);
+        }
+        assert_eq!(
+            m.age(t0 + Duration::from_secs(5)),
+            Some(Duration::from_secs(5))
+        );
+        // A silence longer than the window: a new start.
+        let back = t0 + Duration::from_secs(9);
+        m.add(back, 1000);
+        assert_eq!(
+            m.age(back + Duration::from_secs(1)),
+            Some(Duration::from_secs(1))
+        );
     }
 }

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::adapt::allocator::{Allocator, Target};
 use crate::adapt::layer::Ladder;
-use crate::adapt::meter::{LayerCost, RateMeter};
+use crate::adapt::meter::{LayerCost, RateMeter, SETTLED};
 use crate::adapt::prober::Prober;
 use crate::adapt::quality::{egress_loss, Limit, LinkStats};
 use crate::adapt::queue::RttFloor;
@@ -135,7 +135,10 @@ impl Publication {
             let measured = l.meter.bps(now).filter(|b| *b > 0);
             if l.meter.active(now, LAYER_TIMEOUT) {
                 let cost = match measured {
-                    Some(b) => Some(l.cost.observe(now, b)),
+                    Some(b) => {
+                        let settled = l.meter.age(now).is_some_and(|a| a >= SETTLED);
+                        Some(l.cost.observe(now, b, settled))
+                    }
                     None => l.cost.last(),
                 };
                 rates[s] = cost.or(nominal_bps.get(s).copied());
