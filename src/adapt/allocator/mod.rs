@@ -40,12 +40,12 @@ pub const HEADROOM: f64 = 0.9;
 /// not flip it up and down (hysteresis in bitrate, beside the one in time).
 pub const UP_MARGIN: f64 = 1.1;
 /// A layer already forwarded is kept while the budget falls short of it by less than this
-/// factor and the link shows no loss (`KEEP_LOSS_MAX`) or queue (hysteresis in bitrate for staying, as
-/// `UP_MARGIN` is for going up). Both sides of the comparison jitter right after a step up:
-/// the keyframe the switch asked for lifts the layer's measured cost at once (`LayerCost`
-/// believes rises), and its burst dents GCC's estimate. CI step test: 720p reached at 747
-/// kbit/s, then the cost of 720p went from 475 to 545 kbit/s and the estimate to 664 within
-/// 0.8 s on a clean 2 Mbit/s link, and the step down doubled the hold before the next try.
+/// factor and the link shows no loss (`KEEP_LOSS_MAX`) or queue: hysteresis in bitrate for
+/// staying, as `UP_MARGIN` is for going up. Right after a step up the burst of the keyframe
+/// the switch asked for dents GCC's estimate (and, before `LayerCost` held such rises back,
+/// lifted the layer's cost too). CI step test: 720p reached at 747 kbit/s, then the estimate
+/// fell to 664 and the cost of 720p rose from 475 to 545 kbit/s within 0.8 s on a clean
+/// 2 Mbit/s link, and the step down doubled the hold before the next try.
 pub const KEEP_MARGIN: f64 = 1.15;
 /// The keep band is for clean links: on a lossy one (rural 3G's few percent) GCC's estimate
 /// is already held low by its loss control, and a layer above it is a layer too many (the
