@@ -164,7 +164,9 @@ test('data saver lowers only its own subscriber; dynacast stops and restarts unn
       {
         timeoutMs: RESUME_TIMEOUT_MS,
         what: 'h or f to resume after data saver was turned off',
-        describe: async () => `${describeOutbound(now)}\n${await diagnostics(bots)}`,
+        // The server's view too (estimate, targets, layers per subscription): once in CI
+        // nothing resumed within 10 s, where local runs take 2.3-4.9 s.
+        describe: async () => `${describeOutbound(now)}\nserver /status: ${await fetch(`${server.baseUrl}/status`).then((r) => r.text()).catch((e) => String(e))}\n${await diagnostics(bots)}`,
       },
     );
     const resumedMs = Date.now() - t0;
