@@ -7,13 +7,15 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use consult_sfu::config::{Config, ConsultsConfig, OperatorConfig, Secret};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 mod common;
+
+use common::{expect_within, send};
 
 const KEY: &str = "drain-test-operator-key-0123";
 
@@ -74,30 +76,13 @@ async fn connect(addr: SocketAddr) -> Ws {
         .0
 }
 
-/// Next message of type `kind`, skipping others, within `within`.
-async fn expect(ws: &mut Ws, kind: &str, within: Duration) -> Value {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let msg = tokio::time::timeout_at(deadline, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {kind}"))
-            .expect("socket open")
-            .expect("no socket error");
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            if v["type"] == kind {
-                return v;
-            }
-        }
-    }
-}
-
 async fn join(addr: SocketAddr, room: &str, name: &str, role: &str) -> Ws {
     let mut ws = connect(addr).await;
-    let msg = json!({"v":1,"type":"join","room":room,"name":name,"role":role});
-    ws.send(Message::Text(msg.to_string().into()))
-        .await
-        .unwrap();
+    send(
+        &mut ws,
+        json!({"v":1,"type":"join","room":room,"name":name,"role":role}),
+    )
+    .await;
     ws
 }
 
@@ -107,7 +92,7 @@ async fn a_drain_refuses_new_consults_and_exits_when_the_running_ones_end() {
     let server = common::serve(&cfg).await;
     let addr = server.http;
     let mut clinic = join(addr, "running", "Bac Ha", "clinic").await;
-    expect(&mut clinic, "joined", Duration::from_secs(5)).await;
+    expect_within(&mut clinic, "joined", Duration::from_secs(5)).await;
     assert_eq!(
         http(addr, "GET", "/readyz", "").await,
         (200, "ready\n".into())
@@ -142,10 +127,10 @@ async fn a_drain_refuses_new_consults_and_exits_when_the_running_ones_end() {
 
     // A new consult is refused; the running one still takes joins.
     let mut elsewhere = join(addr, "new-consult", "Dr Lan", "specialist").await;
-    let refused = expect(&mut elsewhere, "error", Duration::from_secs(5)).await;
+    let refused = expect_within(&mut elsewhere, "error", Duration::from_secs(5)).await;
     assert_eq!(refused["code"], "server_restarting", "{refused}");
     let mut doctor = join(addr, "running", "Dr Lan", "specialist").await;
-    expect(&mut doctor, "joined", Duration::from_secs(5)).await;
+    expect_within(&mut doctor, "joined", Duration::from_secs(5)).await;
 
     // The consult goes on past the request; when both leave, the process exits.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -179,11 +164,11 @@ async fn at_drain_timeout_those_left_are_told_to_rejoin_and_the_process_exits() 
     let server = common::serve(&cfg).await;
     let addr = server.http;
     let mut clinic = join(addr, "long-consult", "Bac Ha", "clinic").await;
-    expect(&mut clinic, "joined", Duration::from_secs(5)).await;
+    expect_within(&mut clinic, "joined", Duration::from_secs(5)).await;
 
     let requested = Instant::now();
     drain(addr).await;
-    let closed = expect(&mut clinic, "closed", Duration::from_secs(10)).await;
+    let closed = expect_within(&mut clinic, "closed", Duration::from_secs(10)).await;
     let told_after = requested.elapsed();
     assert_eq!(closed["reason"], "server_restart", "{closed}");
     assert!(
@@ -205,14 +190,14 @@ async fn sigterm_during_a_drain_still_stops_at_once() {
     let server = common::serve(&cfg).await;
     let addr = server.http;
     let mut clinic = join(addr, "consult", "Bac Ha", "clinic").await;
-    expect(&mut clinic, "joined", Duration::from_secs(5)).await;
+    expect_within(&mut clinic, "joined", Duration::from_secs(5)).await;
     drain(addr).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // `stop` is what SIGTERM does in main: the fast restart of issue 7.
     let t0 = Instant::now();
     let stopping = tokio::spawn(server.stop());
-    let closed = expect(&mut clinic, "closed", Duration::from_secs(5)).await;
+    let closed = expect_within(&mut clinic, "closed", Duration::from_secs(5)).await;
     assert_eq!(closed["reason"], "server_restart", "{closed}");
     drop(clinic);
     stopping.await.unwrap();

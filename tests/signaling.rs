@@ -3,9 +3,8 @@
 
 use std::time::{Duration, Instant};
 
-use consult_sfu::config::{Config, ConsultsConfig};
-use consult_sfu::server::{self, Listeners, ServeOptions};
-use futures_util::{SinkExt, StreamExt};
+use consult_sfu::config::Config;
+use futures_util::SinkExt;
 use serde_json::{json, Value};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind};
@@ -16,52 +15,26 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod common;
 
+use common::{expect, expect_error, send};
+
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 struct TestServer {
     http: std::net::SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    db_dir: std::path::PathBuf,
+    config: Config,
+    running: common::Running,
 }
 
-static NEXT_DB: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
 async fn start(max_participants: usize) -> TestServer {
-    str0m::crypto::from_feature_flags().install_process_default();
-    // These tests join by room name (open join) and keep their store in a fresh temp folder.
-    let db_dir = std::env::temp_dir().join(format!(
-        "consult-signaling-{}-{}",
-        std::process::id(),
-        NEXT_DB.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
     let config = Config {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        udp_addr: "127.0.0.1:0".parse().unwrap(),
         max_participants,
-        consults: ConsultsConfig {
-            db_path: db_dir.join("consults.sqlite"),
-            allow_open_join: true,
-            ..ConsultsConfig::default()
-        },
-        ..Config::default()
+        ..common::open_join_config("signaling")
     };
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let http = listeners.http_addr();
-    let options = ServeOptions::from_config(&config, &listeners);
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server::run(listeners, options, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
+    let running = common::serve(&config).await;
     TestServer {
-        http,
-        stop: Some(stop),
-        task,
-        db_dir,
+        http: running.http,
+        config,
+        running,
     }
 }
 
@@ -81,49 +54,14 @@ impl TestServer {
         common::metric(self.http, name).await
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("server stops on shutdown")
-            .unwrap();
-        let _ = std::fs::remove_dir_all(&self.db_dir);
+    async fn stop(self) {
+        self.running.stop().await;
+        common::remove_db_dir(&self.config);
     }
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
 }
 
 async fn send_raw(ws: &mut Ws, text: String) {
     ws.send(Message::Text(text.into())).await.unwrap();
-}
-
-/// Next message of type `kind`, skipping others.
-async fn expect(ws: &mut Ws, kind: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {kind}"))
-            .expect("socket open")
-            .expect("no socket error");
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            assert_eq!(v["v"], 1, "every message has v=1: {v}");
-            if v["type"] == kind {
-                return v;
-            }
-        }
-    }
-}
-
-async fn expect_error(ws: &mut Ws, code: &str) -> Value {
-    let v = expect(ws, "error").await;
-    assert_eq!(v["code"], code, "{v}");
-    assert!(!v["message"].as_str().unwrap().is_empty());
-    v
 }
 
 fn join(room: &str, name: &str, role: &str) -> Value {

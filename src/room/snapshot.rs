@@ -23,6 +23,15 @@ pub struct ParticipantSnapshot {
     pub quality: Option<signaling::Quality>,
     pub estimate_bps: Option<u64>,
     pub rtt_ms: Option<u64>,
+    /// What the adaptation reads of this participant's link, so that a stalled step up can be
+    /// explained from outside: loss both ways (0..1), the queue (RTT above its floor), and the
+    /// rates last handed to the estimator (padding fills up to `pad_bps`; `probe_bps` is what
+    /// it probes for).
+    pub egress_loss: Option<f32>,
+    pub ingress_loss: Option<f32>,
+    pub queue_delay_ms: u64,
+    pub pad_bps: u64,
+    pub probe_bps: u64,
     pub data_saver: bool,
     pub publications: Vec<PublicationSnapshot>,
     pub subscriptions: Vec<SubscriptionSnapshot>,
@@ -76,12 +85,18 @@ impl Room {
 }
 
 fn participant(p: &mut Participant, now: Instant) -> ParticipantSnapshot {
+    let link = p.link_stats();
     ParticipantSnapshot {
         participant_id: p.id.to_string(),
         role: p.role,
         quality: p.quality,
         estimate_bps: p.estimate_bps,
         rtt_ms: p.rtt.map(|d| d.as_millis() as u64),
+        egress_loss: link.egress_loss,
+        ingress_loss: link.ingress_loss,
+        queue_delay_ms: p.rtt_floor.queue_delay().as_millis() as u64,
+        pad_bps: p.bwe_setting.pad_bps,
+        probe_bps: p.bwe_setting.probe_bps,
         data_saver: p.data_saver,
         publications: p
             .publications

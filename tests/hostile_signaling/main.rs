@@ -7,8 +7,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use consult_sfu::config::{Config, ConsultsConfig};
-use consult_sfu::server::{self, Listeners, ServeOptions};
+use consult_sfu::config::Config;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -23,6 +22,8 @@ use tokio_tungstenite::WebSocketStream;
 #[path = "../common/mod.rs"]
 mod common;
 
+use common::{expect, expect_error, send};
+
 type Ws = WebSocketStream<TcpStream>;
 
 /// Shortened so the test runs in seconds; the defaults (10 s each) take the same code paths.
@@ -35,46 +36,25 @@ const ROOM: &str = "consult-hostile";
 
 struct TestServer {
     http: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-    db_dir: std::path::PathBuf,
+    config: Config,
+    running: common::Running,
 }
 
 async fn start(name: &str, max_connections: usize, per_ip: usize) -> TestServer {
-    str0m::crypto::from_feature_flags().install_process_default();
-    // Open join (rooms by name) and a fresh store in a temp folder, like tests/signaling.rs.
-    let db_dir =
-        std::env::temp_dir().join(format!("consult-hostile-{name}-{}", std::process::id()));
     let config = Config {
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        udp_addr: "127.0.0.1:0".parse().unwrap(),
         max_connections,
         max_connections_per_ip: per_ip,
-        consults: ConsultsConfig {
-            db_path: db_dir.join("consults.sqlite"),
-            allow_open_join: true,
-            ..ConsultsConfig::default()
-        },
-        ..Config::default()
+        ..common::open_join_config(&format!("hostile-{name}"))
     };
-    let listeners = Listeners::bind(&config).await.unwrap();
-    let http = listeners.http_addr();
-    let mut options = ServeOptions::from_config(&config, &listeners);
-    options.connection_limits.join_timeout = JOIN_TIMEOUT;
-    options.http_timeouts.idle = HTTP_IDLE;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        server::run(listeners, options, async {
-            let _ = stopped.await;
-        })
-        .await
-        .unwrap();
-    });
+    let running = common::serve_with(&config, |options| {
+        options.connection_limits.join_timeout = JOIN_TIMEOUT;
+        options.http_timeouts.idle = HTTP_IDLE;
+    })
+    .await;
     TestServer {
-        http,
-        stop: Some(stop),
-        task,
-        db_dir,
+        http: running.http,
+        config,
+        running,
     }
 }
 
@@ -150,46 +130,10 @@ impl TestServer {
         common::metric(self.http, name).await
     }
 
-    async fn stop(mut self) {
-        let _ = self.stop.take().unwrap().send(());
-        tokio::time::timeout(Duration::from_secs(10), self.task)
-            .await
-            .expect("server stops on shutdown")
-            .unwrap();
-        let _ = std::fs::remove_dir_all(&self.db_dir);
+    async fn stop(self) {
+        self.running.stop().await;
+        common::remove_db_dir(&self.config);
     }
-}
-
-async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.unwrap();
-}
-
-/// Next message of type `kind`, skipping others.
-async fn expect(ws: &mut Ws, kind: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = tokio::time::timeout(left, ws.next())
-            .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {kind}"))
-            .expect("socket open")
-            .expect("no socket error");
-        if let Message::Text(t) = msg {
-            let v: Value = serde_json::from_str(&t).unwrap();
-            assert_eq!(v["v"], 1, "every message has v=1: {v}");
-            if v["type"] == kind {
-                return v;
-            }
-        }
-    }
-}
-
-/// The next `error` must carry `code` (and a message for people).
-async fn expect_error(ws: &mut Ws, code: &str) -> Value {
-    let v = expect(ws, "error").await;
-    assert_eq!(v["code"], code, "{v}");
-    assert!(!v["message"].as_str().unwrap().is_empty(), "{v}");
-    v
 }
 
 /// An `error` with `code` arrives, after any number of other errors.

@@ -34,6 +34,26 @@ function audioOnly() {
   navigator.mediaDevices.getUserMedia = (c) => gum({ audio: c?.audio ?? true });
 }
 
+/** One line of what the server sees of a participant's link and video subscriptions. */
+async function serverViewOf(participantId) {
+  try {
+    const { rooms } = await fetch(`${server.baseUrl}/status`).then((r) => r.json());
+    const p = rooms.flatMap((r) => r.participants).find((x) => x.participant_id === participantId);
+    if (!p) return 'not in /status';
+    const kbit = (b) => (b == null ? '-' : `${Math.round(b / 1000)}k`);
+    const video = p.subscriptions
+      .filter((x) => x.kind === 'video')
+      .map((x) => `${x.track_id} target=${x.target ?? x.paused}${x.target_temporal ?? ''} current=${x.current}`);
+    return (
+      `estimate=${kbit(p.estimate_bps)} pad=${kbit(p.pad_bps)} probe=${kbit(p.probe_bps)} ` +
+      `loss out=${p.egress_loss?.toFixed(3)} in=${p.ingress_loss?.toFixed(3)} rtt=${p.rtt_ms} ms queue=${p.queue_delay_ms} ms ` +
+      `quality=${p.quality} ${video.join(', ')}`
+    );
+  } catch (e) {
+    return `no /status: ${e}`;
+  }
+}
+
 async function diagnostics(bots) {
   const out = [];
   for (const b of bots) {
@@ -155,18 +175,25 @@ test('data saver lowers only its own subscriber; dynacast stops and restarts unn
     assert.equal(await saver.page.getAttribute('#btn-saver', 'aria-checked'), 'false');
     const t0 = Date.now();
     let now = afterFlat;
+    // The server's view of the data-saver subscriber about once a second, printed on a miss:
+    // once in CI nothing resumed within 10 s, where local runs take 2.3-4.9 s.
+    const trail = [];
+    let lastTrail = 0;
     await waitFor(
       async () => {
         now = await outboundVideo(clinic.page);
         const b = bytesByRid(now);
+        if (Date.now() - lastTrail >= 1_000) {
+          lastTrail = Date.now();
+          trail.push(`${((lastTrail - t0) / 1000).toFixed(1)} s: ${await serverViewOf(saver.id)}`);
+        }
         return b.h > b1.h || b.f > b1.f;
       },
       {
         timeoutMs: RESUME_TIMEOUT_MS,
         what: 'h or f to resume after data saver was turned off',
-        // The server's view too (estimate, targets, layers per subscription): once in CI
-        // nothing resumed within 10 s, where local runs take 2.3-4.9 s.
-        describe: async () => `${describeOutbound(now)}\nserver /status: ${await fetch(`${server.baseUrl}/status`).then((r) => r.text()).catch((e) => String(e))}\n${await diagnostics(bots)}`,
+        describe: async () =>
+          `${describeOutbound(now)}\nserver's view of the subscriber:\n${trail.join('\n')}\nserver /status: ${await fetch(`${server.baseUrl}/status`).then((r) => r.text()).catch((e) => String(e))}\n${await diagnostics(bots)}`,
       },
     );
     const resumedMs = Date.now() - t0;
