@@ -3,7 +3,7 @@
 //! ([`Publisher`]: Opus-like audio and VP8 layers with send stamps) and what it counts on
 //! receive ([`Rx`]: loss from sequence numbers, per-sender packets, latency from the stamps).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
@@ -52,6 +52,9 @@ pub enum PcEvent<'a> {
     KeyframeRequest(Mid, Option<Rid>),
     Rtp(Option<MediaKind>, &'a RtpPacket),
 }
+
+/// Due timeout rounds fed within one `Pc::drive` (a keyframe is tens of packets).
+const MAX_DUE_ROUNDS: usize = 256;
 
 /// One peer connection: a str0m `Rtc` (RTP mode, Opus and VP8 only) on its own UDP socket
 /// (127.0.0.1 unless `--bind-ip`) with one host candidate.
@@ -125,6 +128,7 @@ impl Pc {
 
     /// Polls the `Rtc` until it waits for time; sends its datagrams and hands events to `on`.
     pub fn drive(&mut self, shared: &Shared, mut on: impl FnMut(PcEvent<'_>)) {
+        let mut due_rounds = 0;
         loop {
             if !self.rtc.is_alive() {
                 self.next_timeout = Instant::now() + Duration::from_secs(3600);
@@ -141,7 +145,16 @@ impl Pc {
             match out {
                 Output::Timeout(t) => {
                     self.next_timeout = t;
-                    return;
+                    // str0m's pacer releases one packet per timeout round and asks for the
+                    // next round at once; waiting for the bots' timer (tokio's 1 ms wheel)
+                    // would hold a frame's later packets here and count that as forwarding
+                    // latency. Due rounds are fed at once, a bounded number per drive.
+                    let now = Instant::now();
+                    if t > now || due_rounds >= MAX_DUE_ROUNDS {
+                        return;
+                    }
+                    due_rounds += 1;
+                    let _ = self.rtc.handle_input(Input::Timeout(now));
                 }
                 Output::Transmit(t) => {
                     if let Err(e) = self.socket.try_send_to(&t.contents, t.destination) {
@@ -215,6 +228,8 @@ struct LayerTx {
     counter: u32,
     ts_offset: u32,
     vp8: Vp8Packetizer,
+    /// The rest of the frame being sent: payload, RTP timestamp, marker.
+    pending: VecDeque<(Vec<u8>, u32, bool)>,
 }
 
 /// What one bot publishes: one audio and one video m-line (three rids, or one stream at the
@@ -250,6 +265,7 @@ impl Publisher {
                     (sender as u16).wrapping_mul(97).wrapping_add(i as u16),
                     sender as u8,
                 ),
+                pending: VecDeque::new(),
             }
         };
         let layers = if simulcast {
@@ -284,6 +300,7 @@ impl Publisher {
         for l in &mut self.layers {
             l.active = true;
             l.keyframe_pending = true;
+            l.pending.clear();
         }
     }
 
@@ -363,21 +380,25 @@ impl Publisher {
     pub fn next_due(&self) -> Instant {
         self.layers
             .iter()
-            .filter(|l| l.active)
-            .map(|l| l.next_frame)
+            .filter(|l| l.active || !l.pending.is_empty())
+            .map(|l| match l.pending.is_empty() {
+                true => l.next_frame,
+                false => Instant::now(),
+            })
             .fold(self.audio.next, Instant::min)
     }
 
-    /// Writes every audio packet and video frame that is due; true if anything was written
-    /// (the caller then drives the `Rtc`).
+    /// Writes the next packet that is due, stamped as it is written; true if one was written.
+    /// The caller drives the `Rtc` (which transmits it) and calls again until nothing is due:
+    /// so each stamp is the time that packet reached the socket, and the latency measured is
+    /// forwarding, not the time a frame's later packets waited behind its earlier ones here.
     pub fn send(&mut self, rtc: &mut Rtc, shared: &Shared, now: Instant) -> bool {
         let (Some(audio_mid), Some(video_mid)) = (self.audio_mid, self.video_mid) else {
             return false;
         };
-        let mut wrote = false;
         if let Some(pt) = self.opus_pt {
             let a = &mut self.audio;
-            while a.next <= now {
+            if a.next <= now {
                 let mut payload = vec![0u8; AUDIO_BYTES];
                 payload[0] = OPUS_TOC;
                 Stamp {
@@ -391,13 +412,15 @@ impl Publisher {
                     *x = (k as u8) ^ (a.counter as u8);
                 }
                 let mut api = rtc.direct_api();
-                if let Some(stream) = api.stream_tx_by_mid(audio_mid, None) {
+                let wrote = if let Some(stream) = api.stream_tx_by_mid(audio_mid, None) {
                     stream.write_rtp(RtpWrite::new(pt, a.seq.into(), a.ts, now, payload));
                     shared.sent_packets.fetch_add(1, Relaxed);
                     shared.sent_audio.fetch_add(1, Relaxed);
                     shared.sent_bytes.fetch_add(AUDIO_BYTES as u64, Relaxed);
-                    wrote = true;
-                }
+                    true
+                } else {
+                    false
+                };
                 a.seq += 1;
                 a.counter = a.counter.wrapping_add(1);
                 a.ts = a.ts.wrapping_add(960);
@@ -406,65 +429,73 @@ impl Publisher {
                     // Far behind (the machine stalled): skip rather than burst.
                     a.next = now + AUDIO_INTERVAL;
                 }
+                if wrote {
+                    return true;
+                }
             }
         }
         let Some(pt) = self.vp8_pt else {
-            return wrote;
+            return false;
         };
         let epoch = stamp::epoch();
         for l in &mut self.layers {
-            if !l.active || l.next_frame > now {
+            if l.pending.is_empty() && l.active && l.next_frame <= now {
+                let keyframe = l.keyframe_pending || now >= l.next_keyframe;
+                if keyframe {
+                    l.keyframe_pending = false;
+                    l.next_keyframe = now + KEYFRAME_INTERVAL;
+                    shared.keyframes_sent.fetch_add(1, Relaxed);
+                }
+                let meta = l.vp8.next_frame(keyframe);
+                let size = if keyframe {
+                    l.frame_bytes * KEYFRAME_FACTOR
+                } else {
+                    l.frame_bytes
+                };
+                let packets = vp8::packetize(&meta, size, l.dims);
+                let ts = ((now - epoch).as_micros() as u64 * 9 / 100) as u32;
+                let ts = ts.wrapping_add(l.ts_offset);
+                let n = packets.len();
+                l.pending.extend(
+                    packets
+                        .into_iter()
+                        .enumerate()
+                        .map(|(k, p)| (p, ts, k + 1 == n)),
+                );
+                l.next_frame += l.interval;
+                if l.next_frame + Duration::from_millis(200) < now {
+                    l.next_frame = now + l.interval;
+                }
+            }
+            let Some((mut p, ts, marker)) = l.pending.pop_front() else {
                 continue;
-            }
-            let keyframe = l.keyframe_pending || now >= l.next_keyframe;
-            if keyframe {
-                l.keyframe_pending = false;
-                l.next_keyframe = now + KEYFRAME_INTERVAL;
-                shared.keyframes_sent.fetch_add(1, Relaxed);
-            }
-            let meta = l.vp8.next_frame(keyframe);
-            let size = if keyframe {
-                l.frame_bytes * KEYFRAME_FACTOR
-            } else {
-                l.frame_bytes
             };
-            let mut packets = vp8::packetize(&meta, size, l.dims);
-            let ts = ((now - epoch).as_micros() as u64 * 9 / 100) as u32;
-            let ts = ts.wrapping_add(l.ts_offset);
-            let n = packets.len();
-            let sent_ns = stamp::now_ns();
             let mut api = rtc.direct_api();
             let Some(stream) = api.stream_tx_by_mid(video_mid, l.rid) else {
-                l.next_frame += l.interval;
+                l.pending.clear();
                 continue;
             };
-            for (k, mut p) in packets.drain(..).enumerate() {
-                Stamp {
-                    sent_ns,
-                    sender: self.sender,
-                    stream: l.stream,
-                    counter: l.counter,
-                }
-                .encode(&mut p[vp8::STAMP_OFFSET..vp8::STAMP_OFFSET + STAMP_LEN]);
-                let len = p.len() as u64;
-                stream.write_rtp(
-                    RtpWrite::new(pt, l.seq.into(), ts, now, p)
-                        .marker(k + 1 == n)
-                        .nackable(true),
-                );
-                l.seq += 1;
-                l.counter = l.counter.wrapping_add(1);
-                shared.sent_packets.fetch_add(1, Relaxed);
-                shared.sent_video.fetch_add(1, Relaxed);
-                shared.sent_bytes.fetch_add(len, Relaxed);
+            Stamp {
+                sent_ns: stamp::now_ns(),
+                sender: self.sender,
+                stream: l.stream,
+                counter: l.counter,
             }
-            wrote = true;
-            l.next_frame += l.interval;
-            if l.next_frame + Duration::from_millis(200) < now {
-                l.next_frame = now + l.interval;
-            }
+            .encode(&mut p[vp8::STAMP_OFFSET..vp8::STAMP_OFFSET + STAMP_LEN]);
+            let len = p.len() as u64;
+            stream.write_rtp(
+                RtpWrite::new(pt, l.seq.into(), ts, now, p)
+                    .marker(marker)
+                    .nackable(true),
+            );
+            l.seq += 1;
+            l.counter = l.counter.wrapping_add(1);
+            shared.sent_packets.fetch_add(1, Relaxed);
+            shared.sent_video.fetch_add(1, Relaxed);
+            shared.sent_bytes.fetch_add(len, Relaxed);
+            return true;
         }
-        wrote
+        false
     }
 }
 

@@ -67,10 +67,15 @@ impl RoomRun {
         if !b.connected || b.state != State::Active {
             return;
         }
-        let Some(pc) = b.pcs[PUB].as_mut() else {
-            return;
-        };
-        if b.publisher.send(&mut pc.rtc, &self.shared, now) {
+        // One packet at a time, each transmitted before the next is stamped (`Publisher::send`).
+        loop {
+            let b = &mut self.bots[i];
+            let Some(pc) = b.pcs[PUB].as_mut() else {
+                return;
+            };
+            if !b.publisher.send(&mut pc.rtc, &self.shared, now) {
+                return;
+            }
             self.drive(i, PUB);
         }
     }
