@@ -134,9 +134,16 @@ impl Room {
         info!(participant = %who, "{why}: video restarts from keyframes");
         let mut wanted = Vec::new();
         for p in &mut self.participants {
+            if p.id == who {
+                // What it receives starts again from what its link carries now (the keyframe
+                // comes with the allocator's choice, at once: see `relearn_link`).
+                relearn_link(p);
+                self.next_adapt = Instant::now();
+                continue;
+            }
             for s in &mut p.subscriptions {
                 if let Forwarding::Video(f) = &mut s.forwarding {
-                    if p.id == who || s.track.publisher == who {
+                    if s.track.publisher == who {
                         f.restart();
                         if let Some(layer) = f.target() {
                             wanted.push((s.track.clone(), layer.spatial));
@@ -198,10 +205,19 @@ pub fn media_resumed(last: Option<Instant>, restarted: Option<Instant>, now: Ins
 
 /// After media came back from an outage, video restarts from a keyframe: what was sent during
 /// the outage is lost, and a decoder fed deltas without their references shows garbage.
-pub(super) fn restart_video(p: &mut Participant) {
+/// After an outage or a move, a subscriber's video starts again from what its link carries
+/// now: the allocation is forgotten (hysteresis, holds, probe back-off) and every video
+/// subscription waits for the allocator's next choice, whose keyframe it then asks for. Kept,
+/// the old targets asked for keyframes of the layers from before the outage: CI, 4 s outage,
+/// the patient's view of the clinic stayed on `f` with the estimate collapsed to 162 kbit/s,
+/// that keyframe was paced into the just-restored link, the step down to `q` 0.4 s later
+/// waited behind it, and video came back 3.3 s after the link (bound 3 s).
+pub(super) fn relearn_link(p: &mut Participant) {
+    p.allocator = crate::adapt::allocator::Allocator::new();
+    p.prober = crate::adapt::prober::Prober::default();
     for s in &mut p.subscriptions {
         if let Forwarding::Video(f) = &mut s.forwarding {
-            f.restart();
+            f.set_target(None);
         }
     }
 }
