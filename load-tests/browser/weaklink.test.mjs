@@ -79,7 +79,7 @@ test('rural-3g subscriber gets the low layer and steady audio; the good one keep
     const goodHeights = settled(series.good).map(({ s }) => s.video?.frameHeight ?? 0);
     const below = goodHeights.filter((h) => h < TOP_HEIGHT).length;
     assert.ok(below <= 2, `good subscriber left the top layer in ${below} samples; publisher sends ${await publisherLayers(pub)}:\n${summary(series.good)}`);
-    console.log(`rural-3g: weak ${weakHeights.at(-1)}p (${above} of ${weakHeights.length} samples above ${LOW_HEIGHT}p), concealment ${(conceal * 100).toFixed(2)} %, longest freeze ${stall.toFixed(2)} s (sampled ${freeze.toFixed(2)} s); good ${goodHeights.at(-1)}p`);
+    console.log(`rural-3g: weak ${weakHeights.at(-1)}p (${above} of ${weakHeights.length} samples above ${LOW_HEIGHT}p), concealment ${(conceal * 100).toFixed(2)} %, longest freeze ${stall.toFixed(2)} s (sampled ${freeze.toFixed(2)} s); good ${goodHeights.at(-1)}p (${below} of ${goodHeights.length} samples below ${TOP_HEIGHT}p)`);
   } catch (e) {
     console.log(lab.sfuLog?.text().split('\n').filter((l) => /subscription target|WARN|ERROR/.test(l)).slice(-40).join('\n'));
     throw e;
