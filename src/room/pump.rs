@@ -128,22 +128,26 @@ impl Room {
             };
             match output {
                 Output::Timeout(t) => {
-                    // str0m's pacer releases one packet per timeout round and then asks for a
-                    // timeout 1 us later; waiting for the room's timer (tokio's 1 ms wheel) for
-                    // each spread a frame's packets 1 ms apart (forwarding p50 / p99 1.7 / 11 ms
-                    // on loopback, 0.3 / 2.9 ms with due pacer rounds fed here). Only the
-                    // pacer's: the rest (ICE, DTLS, feedback, BWE) keeps the room's timer.
-                    // Fed every due timeout, an earlier version stalled GCC's ramp-up in the
-                    // weak-link test. Feeding the `SendStream` round as well (str0m hands a
-                    // written packet to the pacer in a round of its own, so most forwarded
-                    // packets wait for the room's timer first) took synth's p99 from 1.76 to
-                    // 0.59 ms at 30 participants, but the rural-3g subscriber's longest freeze
-                    // went from 0.52-0.81 s to 0.62-1.16 s (median 0.75 -> 1.13 s, 5 runs each,
-                    // same session): on this product weak links come first (RESULTS.md).
+                    // A forwarded packet leaves str0m in several timeout rounds: one for its
+                    // send stream to hand it to the pacer (reason `SendStream`, due at once
+                    // after `write_rtp`), then one per packet for the pacer (which asks again
+                    // 1 us later). Waiting for the room's timer (tokio's 1 ms wheel) for those
+                    // held 90 % of forwarded packets until the timer fired (synth, 30
+                    // participants pinned: p99 1.76 ms, 0.59 ms with these rounds fed here)
+                    // and, before pacer rounds were fed, spread a frame's packets 1 ms apart
+                    // (p99 11 ms). Only these: the rest (ICE, DTLS, feedback, BWE) keeps the
+                    // room's timer; fed every due timeout, an earlier version stalled GCC's
+                    // ramp-up in the weak-link test. Rural-3g A/B without and with the
+                    // `SendStream` round, 8 runs each: weak subscriber's longest freeze
+                    // 0.52-1.10 s against 0.58-1.16 s (not significant), good one never off
+                    // 720p in either.
                     p.next_timeout = t;
                     let now = Instant::now();
-                    let pacer = matches!(p.rtc.last_timeout_reason(), Reason::Pacer(_));
-                    if t > now || !pacer || due_rounds >= MAX_DUE_ROUNDS {
+                    let sending = matches!(
+                        p.rtc.last_timeout_reason(),
+                        Reason::Pacer(_) | Reason::SendStream
+                    );
+                    if t > now || !sending || due_rounds >= MAX_DUE_ROUNDS {
                         return;
                     }
                     due_rounds += 1;
