@@ -147,6 +147,14 @@ impl Room {
                         f.restart();
                         if let Some(layer) = f.target() {
                             wanted.push((s.track.clone(), layer.spatial));
+                            // The lowest layer's too: a publisher back from an outage has a
+                            // collapsed estimate and its encoder may not send the upper layers
+                            // for seconds (CI, 4 s outage: the clinic waited 3.3 s for the
+                            // patient's `f`), while a keyframe of any lower layer starts the
+                            // picture at once (`VideoForwarder::on_packet`).
+                            if layer.spatial > 0 {
+                                wanted.push((s.track.clone(), 0));
+                            }
                         }
                     }
                 }
