@@ -9,3 +9,4 @@ pub mod quality;
 pub mod queue;
 pub mod shaping;
 pub mod speaker;
+pub mod stall;

@@ -203,6 +203,16 @@ impl Room {
                 self.plane.metrics.probe_requests.inc();
                 tracing::debug!(participant = %s.id, estimate_bps = input.estimate_bps, probe_bps = out.probe_bps, "probe re-armed");
             }
+            if let Some(estimate) = s
+                .estimate_bps
+                .filter(|_| s.link_measured && s.ice_lost_at.is_none())
+            {
+                if s.stall.update(now, estimate, out.probe_bps, input.loss) {
+                    self.plane.metrics.bwe_restarts.inc();
+                    tracing::info!(participant = %s.id, estimate_bps = estimate, probe_bps = out.probe_bps, "bandwidth estimate stood still: estimator restarted");
+                    s.rtc.bwe().reset(Bitrate::bps(estimate));
+                }
+            }
             let setting =
                 shaping::setting(phase, out.allocated_bps, out.probe_bps, input.estimate_bps);
             if setting.differs_from(&s.bwe_setting) {

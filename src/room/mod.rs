@@ -406,6 +406,7 @@ impl Room {
             send_path: Default::default(),
             allocator: Default::default(),
             prober: Default::default(),
+            stall: Default::default(),
             estimate_bps: None,
             link_measured: false,
             congestion_cap: None,

@@ -18,6 +18,7 @@ use crate::adapt::prober::Prober;
 use crate::adapt::quality::{egress_loss, Limit, LinkStats};
 use crate::adapt::queue::RttFloor;
 use crate::adapt::shaping::BweSetting;
+use crate::adapt::stall::EstimateStall;
 use crate::forward::codec::VideoCodec;
 use crate::forward::keyframe::KeyframeThrottle;
 use crate::forward::rewrite::Rewriter;
@@ -320,6 +321,7 @@ pub struct Participant {
     /// Bandwidth adaptation of what this participant receives.
     pub allocator: Allocator<TrackId>,
     pub prober: Prober,
+    pub stall: EstimateStall,
     pub estimate_bps: Option<u64>,
     /// str0m's estimate has moved off the configured initial value: it now reflects this
     /// link (str0m reports the initial value as soon as media can flow, before any feedback).

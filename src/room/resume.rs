@@ -211,8 +211,6 @@ pub fn media_resumed(last: Option<Instant>, restarted: Option<Instant>, now: Ins
     })
 }
 
-/// After media came back from an outage, video restarts from a keyframe: what was sent during
-/// the outage is lost, and a decoder fed deltas without their references shows garbage.
 /// After an outage or a move, a subscriber's video starts again from what its link carries
 /// now: the allocation is forgotten (hysteresis, holds, probe back-off) and every video
 /// subscription waits for the allocator's next choice, whose keyframe it then asks for. Kept,
@@ -223,6 +221,7 @@ pub fn media_resumed(last: Option<Instant>, restarted: Option<Instant>, now: Ins
 pub(super) fn relearn_link(p: &mut Participant) {
     p.allocator = crate::adapt::allocator::Allocator::new();
     p.prober = crate::adapt::prober::Prober::default();
+    p.stall = Default::default();
     for s in &mut p.subscriptions {
         if let Forwarding::Video(f) = &mut s.forwarding {
             f.set_target(None);
