@@ -146,14 +146,21 @@ impl Room {
                     if s.track.publisher == who {
                         f.restart();
                         if let Some(layer) = f.target() {
-                            wanted.push((s.track.clone(), layer.spatial));
+                            // Several subscribers of one track usually want the same layer: ask
+                            // once (duplicates only inflate the throttle's suppressed count).
+                            let mut want = |spatial: u8| {
+                                if !wanted.iter().any(|(t, l)| *t == s.track && *l == spatial) {
+                                    wanted.push((s.track.clone(), spatial));
+                                }
+                            };
+                            want(layer.spatial);
                             // The lowest layer's too: a publisher back from an outage has a
                             // collapsed estimate and its encoder may not send the upper layers
                             // for seconds (CI, 4 s outage: the clinic waited 3.3 s for the
                             // patient's `f`), while a keyframe of any lower layer starts the
                             // picture at once (`VideoForwarder::on_packet`).
                             if layer.spatial > 0 {
-                                wanted.push((s.track.clone(), 0));
+                                want(0);
                             }
                         }
                     }
