@@ -30,9 +30,6 @@ pub const AUDIO_OVERHEAD_BPS: u64 = 50 * (20 + 8 + 16 + 8) * 8;
 /// burst made a 2 Mbit/s link's estimate fall from ~1 Mbit/s to ~0.36 right after each step
 /// up to 720p (CI step test: 2 of 2 runs stuck on 360p before the step).
 pub const SWITCH_QUIET: Duration = Duration::from_secs(1);
-/// A subscriber heard from less recently than this is not sending feedback (browsers send
-/// transport feedback every 50-100 ms while media arrives).
-pub const FEEDBACK_GAP: Duration = Duration::from_millis(500);
 /// Video held below what a subscriber would take counts against its quality only after this
 /// long: the first seconds of every call are a ramp-up.
 pub const REDUCED_GRACE: Duration = Duration::from_secs(6);
@@ -206,16 +203,15 @@ impl Room {
                 self.plane.metrics.probe_requests.inc();
                 tracing::debug!(participant = %s.id, estimate_bps = input.estimate_bps, probe_bps = out.probe_bps, "probe re-armed");
             }
-            // Only while its feedback flows: in an outage nothing moves the estimate either,
-            // and the link is relearnt when it returns (`resume::relearn_link`).
-            let hearing = s
-                .heard_at
-                .is_some_and(|t| now.saturating_duration_since(t) < FEEDBACK_GAP);
+            // Only on a steady tick: a re-arm or a switch lowers what str0m is told to probe
+            // for, and the start-up probes after a restart would then look for nothing more.
+            // A second without transport feedback counts as lossy (`EstimateStall`), so an
+            // outage, where nothing moves the estimate either, restarts nothing.
             if let Some(estimate) = s
-                .estimate_bps
-                .filter(|_| s.link_measured && hearing && s.ice_lost_at.is_none())
+                .raw_estimate_bps
+                .filter(|_| phase == Phase::Steady && s.ice_lost_at.is_none())
             {
-                if s.stall.update(now, estimate, out.probe_bps, input.loss) {
+                if s.stall.update(now, estimate, out.probe_bps, s.twcc_loss) {
                     self.plane.metrics.bwe_restarts.inc();
                     tracing::info!(participant = %s.id, estimate_bps = estimate, probe_bps = out.probe_bps, "bandwidth estimate stood still: estimator restarted");
                     s.rtc.bwe().reset(Bitrate::bps(estimate));

@@ -408,6 +408,7 @@ impl Room {
             prober: Default::default(),
             stall: Default::default(),
             estimate_bps: None,
+            raw_estimate_bps: None,
             link_measured: false,
             congestion_cap: None,
             bwe_setting: Default::default(),

@@ -323,6 +323,8 @@ pub struct Participant {
     pub prober: Prober,
     pub stall: EstimateStall,
     pub estimate_bps: Option<u64>,
+    /// str0m's unsmoothed estimate, once a second (`EstimateStall` reads whether it moves).
+    pub raw_estimate_bps: Option<u64>,
     /// str0m's estimate has moved off the configured initial value: it now reflects this
     /// link (str0m reports the initial value as soon as media can flow, before any feedback).
     pub link_measured: bool,

@@ -240,7 +240,11 @@ impl Room {
                         p.link_measured |= new != self.plane.initial_estimate_bps;
                         self.plane.metrics.estimate_bps.observe(estimate.as_f64());
                     }
-                    Event::PeerStats(s) => p.twcc_loss = s.egress_loss_fraction,
+                    Event::PeerStats(s) => {
+                        p.twcc_loss = s.egress_loss_fraction;
+                        p.raw_estimate_bps = s.bwe_tx.map(|b| b.as_u64());
+                        tracing::trace!(participant = %p.id, raw_estimate_bps = p.raw_estimate_bps, loss = p.twcc_loss, "peer stats");
+                    }
                     Event::MediaEgressStats(s) => {
                         media::on_egress_stats(p, &s, &self.plane.metrics)
                     }

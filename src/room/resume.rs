@@ -228,7 +228,7 @@ pub fn media_resumed(last: Option<Instant>, restarted: Option<Instant>, now: Ins
 pub(super) fn relearn_link(p: &mut Participant) {
     p.allocator = crate::adapt::allocator::Allocator::new();
     p.prober = crate::adapt::prober::Prober::default();
-    p.stall = Default::default();
+    p.stall.relearn();
     for s in &mut p.subscriptions {
         if let Forwarding::Video(f) = &mut s.forwarding {
             f.set_target(None);

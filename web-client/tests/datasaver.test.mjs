@@ -176,10 +176,10 @@ test('data saver lowers only its own subscriber; dynacast stops and restarts unn
     const t0 = Date.now();
     let now = afterFlat;
     // The server's view of the data-saver subscriber about once a second, printed on a miss.
-    // Most runs resume in 2.1-2.4 s. In about 1 run in 5, str0m's estimate stands still
-    // (loss-limited state after a low probe result, every probe refused); the server then
-    // restarts the estimator after 2 s (src/adapt/stall.rs) and h resumes in 4.4-4.7 s.
-    // Before that fix such runs took 5.9 s to over 10 s.
+    // Most runs resume in 2.1-2.4 s. In some (6 of 29 local runs before the fix), str0m's
+    // estimate stands still (loss-limited state after a low probe result, every probe
+    // refused): those took 3.9 s to over 10 s. The server now restarts the estimator after
+    // 2 s of that (src/adapt/stall.rs); such runs resumed in 4.4-4.7 s.
     const trail = [];
     let lastTrail = 0;
     await waitFor(
