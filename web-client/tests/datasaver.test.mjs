@@ -179,7 +179,7 @@ test('data saver lowers only its own subscriber; dynacast stops and restarts unn
     // Most runs resume in 2.1-2.4 s. In some (6 of 29 local runs before the fix), str0m's
     // estimate stands still (loss-limited state after a low probe result, every probe
     // refused): those took 3.9 s to over 10 s. The server now restarts the estimator after
-    // 2 s of that (src/adapt/stall.rs); such runs resumed in 4.4-4.7 s.
+    // 2 s of that (src/adapt/stall.rs); such runs resumed in 4.4-5.2 s.
     const trail = [];
     let lastTrail = 0;
     await waitFor(
