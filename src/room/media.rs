@@ -273,6 +273,7 @@ impl Room {
             .video()
             .and_then(|v| v.current().or(v.target().map(|l| l.spatial)))
             .unwrap_or(0);
+        tracing::debug!(participant = %from, %track, spatial, kind = ?req.kind, "subscriber asked for a keyframe");
         self.request_keyframe(&track, spatial, Instant::now());
     }
 
@@ -292,11 +293,15 @@ impl Room {
         let layer = &mut publication.layers[spatial.min(2) as usize];
         match layer.keyframes.on_request(now) {
             Decision::Send => {
+                tracing::debug!(%track, spatial, "keyframe request sent");
                 let ssrc = layer.ssrc;
                 send_pli(p, track, ssrc, &self.plane.metrics);
                 self.drive(i);
             }
-            Decision::Suppressed => self.plane.metrics.keyframe_requests_suppressed.inc(),
+            Decision::Suppressed => {
+                tracing::debug!(%track, spatial, "keyframe request suppressed (throttle)");
+                self.plane.metrics.keyframe_requests_suppressed.inc()
+            }
         }
     }
 
