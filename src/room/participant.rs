@@ -53,6 +53,9 @@ pub struct InLayer {
     pub nacks_sent: u64,
     /// Packets received by the last stats event: whether its RTT is new (see `media::fresh_rtt`).
     pub packets_received: u64,
+    /// It has sent for `SETTLED` without a break at least once: its cost is what its encoder
+    /// sends, not a ramp on the way there.
+    pub settled: bool,
 }
 
 impl InLayer {
@@ -138,6 +141,7 @@ impl Publication {
                 let cost = match measured {
                     Some(b) => {
                         let settled = l.meter.age(now).is_some_and(|a| a >= SETTLED);
+                        l.settled |= settled;
                         Some(l.cost.observe(now, b, settled))
                     }
                     None => l.cost.last(),
@@ -149,11 +153,32 @@ impl Publication {
                     .requested_at
                     .is_some_and(|t| now.saturating_duration_since(t) < LAYER_RESTART);
                 if !l.requested || restarting || outage {
-                    rates[s] = l.cost.last().or(nominal_bps.get(s).copied());
+                    rates[s] = stopped_cost(l.cost.last(), nominal_bps.get(s).copied(), l.settled);
                 }
             }
         }
         Ladder::from_spatial_rates(rates, temporal)
+    }
+}
+
+/// What a layer that is not flowing is offered at: its last cost, or its configured rate if
+/// it has none. A layer stopped before its encoder had settled was last measured on the way
+/// up, so it is offered at no less than its configured rate: at its ramp-up price (148 kbit/s
+/// for 640x360, which sends 330 once settled) the rural-3g subscriber asked for it, and went
+/// back to 320x180 2.6 s later when the restarted layer showed what it costs.
+fn stopped_cost(last: Option<u64>, nominal: Option<u64>, settled: bool) -> Option<u64> {
+    match (last, nominal) {
+        (Some(c), Some(n)) if !settled => Some(c.max(n)),
+        (Some(c), _) => Some(c),
+        (None, n) => n,
+    }
+}
+
+/// The emitted estimate, or the raw one when that is lower (see `Participant::gcc_estimate`).
+fn falls_first(emitted: Option<u64>, raw: Option<u64>) -> Option<u64> {
+    match (emitted, raw) {
+        (Some(e), Some(raw)) => Some(e.min(raw)),
+        (e, _) => e,
     }
 }
 
@@ -322,8 +347,11 @@ pub struct Participant {
     pub allocator: Allocator<TrackId>,
     pub prober: Prober,
     pub stall: EstimateStall,
+    /// str0m's estimate as it emits it (`EgressBitrateEstimate`: smoothed, re-emitted when it
+    /// moves by 5 %).
     pub estimate_bps: Option<u64>,
-    /// str0m's unsmoothed estimate, once a second (`EstimateStall` reads whether it moves).
+    /// str0m's unsmoothed estimate, once a second (`EstimateStall` reads whether it moves;
+    /// `gcc_estimate` takes it when it is lower).
     pub raw_estimate_bps: Option<u64>,
     /// str0m's estimate has moved off the configured initial value: it now reflects this
     /// link (str0m reports the initial value as soon as media can flow, before any feedback).
@@ -406,10 +434,20 @@ impl Participant {
         })
     }
 
+    /// GCC's estimate of this participant's downlink: the emitted one, or the raw one when
+    /// that is lower. The emitted estimate lags a fall: rural-3g, the raw estimate fell from
+    /// 243 to 163 kbit/s and the emitted one followed only 2.5 s later; meanwhile the room went
+    /// on sending 240 kbit/s into the pacer, its queue passed `MAX_PACER_DELAY`, and the
+    /// congestion cap that followed paused the weak subscriber's video for 8 s. A rise still
+    /// waits for the emitted estimate.
+    pub fn gcc_estimate(&self) -> Option<u64> {
+        falls_first(self.estimate_bps, self.raw_estimate_bps)
+    }
+
     /// The link collapsed under what we send (the pacer queue overflowed): cut what the
     /// allocator may use by 30 %, at most once per `CONGESTION_STEP`.
     pub fn on_congestion(&mut self, now: Instant, initial_bps: u64) {
-        let estimate = self.estimate_bps.unwrap_or(initial_bps);
+        let estimate = self.gcc_estimate().unwrap_or(initial_bps);
         let cap = match self.congestion_cap {
             Some(c) if now.saturating_duration_since(c.at) < CONGESTION_STEP => return,
             Some(c) => c.cap.min(estimate),
@@ -427,7 +465,7 @@ impl Participant {
     /// queue overflowed while GCC still said all was well, GCC's number is not to be trusted
     /// again the moment the cap expires.
     pub fn usable_estimate(&mut self, now: Instant, initial_bps: u64) -> u64 {
-        let estimate = self.estimate_bps.unwrap_or(initial_bps);
+        let estimate = self.gcc_estimate().unwrap_or(initial_bps);
         let Some(c) = self.congestion_cap else {
             return estimate;
         };
@@ -556,5 +594,45 @@ mod tests {
         let mut fresh = Publication::new(p.track.clone(), MediaKind::Video, true, 5_000_000);
         fresh.layers[2].requested = false;
         assert!(spatial_layers(&fresh.ladder(now, &nominal, false)).is_empty());
+    }
+
+    #[test]
+    fn the_estimate_falls_with_the_raw_one_and_rises_with_the_emitted_one() {
+        // (emitted, raw) -> used
+        let cases = [
+            (None, None, None),
+            (None, Some(200_000), None), // nothing emitted yet: not measured
+            (Some(600_000), None, Some(600_000)),
+            (Some(243_000), Some(163_000), Some(163_000)), // a fall, before it is emitted
+            (Some(163_000), Some(250_000), Some(163_000)), // a rise waits for the emitted one
+            (Some(300_000), Some(300_000), Some(300_000)),
+        ];
+        for (emitted, raw, used) in cases {
+            assert_eq!(
+                super::falls_first(emitted, raw),
+                used,
+                "{emitted:?} {raw:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_layer_stopped_while_ramping_up_is_offered_at_its_configured_rate() {
+        // (last cost, configured, settled) -> offered
+        let cases = [
+            (None, None, false, None),
+            (None, Some(400_000), false, Some(400_000)),
+            (Some(148_000), Some(400_000), false, Some(400_000)), // stopped on the way up
+            (Some(148_000), Some(400_000), true, Some(148_000)),  // settled: what it costs
+            (Some(520_000), Some(400_000), false, Some(520_000)), // never below what was seen
+            (Some(148_000), None, false, Some(148_000)),
+        ];
+        for (last, nominal, settled, offered) in cases {
+            assert_eq!(
+                super::stopped_cost(last, nominal, settled),
+                offered,
+                "{last:?} {nominal:?} {settled}"
+            );
+        }
     }
 }

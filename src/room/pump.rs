@@ -242,7 +242,15 @@ impl Room {
                     }
                     Event::PeerStats(s) => {
                         p.twcc_loss = s.egress_loss_fraction;
-                        p.raw_estimate_bps = s.bwe_tx.map(|b| b.as_u64());
+                        let raw = s.bwe_tx.map(|b| b.as_u64());
+                        // A fall the emitted estimate has not shown yet is acted on at once
+                        // (see `Participant::gcc_estimate`).
+                        if let (Some(new), Some(old)) = (raw, p.gcc_estimate()) {
+                            if new * 10 < old * 8 {
+                                self.next_adapt = Instant::now();
+                            }
+                        }
+                        p.raw_estimate_bps = raw;
                         tracing::trace!(participant = %p.id, raw_estimate_bps = p.raw_estimate_bps, loss = p.twcc_loss, "peer stats");
                     }
                     Event::MediaEgressStats(s) => {
