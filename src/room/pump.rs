@@ -206,8 +206,7 @@ impl Room {
                                 if p.ice_lost_at.is_some() =>
                             {
                                 p.ice_lost_at = None;
-                                resume::relearn_link(p);
-                                self.next_adapt = Instant::now();
+                                resume::relearn_link(p, &mut self.next_adapt);
                             }
                             _ => {}
                         }

@@ -137,8 +137,7 @@ impl Room {
             if p.id == who {
                 // What it receives starts again from what its link carries now (the keyframe
                 // comes with the allocator's choice, at once: see `relearn_link`).
-                relearn_link(p);
-                self.next_adapt = Instant::now();
+                relearn_link(p, &mut self.next_adapt);
                 continue;
             }
             for s in &mut p.subscriptions {
@@ -225,7 +224,10 @@ pub fn media_resumed(last: Option<Instant>, restarted: Option<Instant>, now: Ins
 /// the patient's view of the clinic stayed on `f` with the estimate collapsed to 162 kbit/s,
 /// that keyframe was paced into the just-restored link, the step down to `q` 0.4 s later
 /// waited behind it, and video came back 3.3 s after the link (bound 3 s).
-pub(super) fn relearn_link(p: &mut Participant) {
+/// `next_adapt` is the room's: the allocation runs at once, so the keyframes asked for are
+/// those of the layers that fit now.
+pub(super) fn relearn_link(p: &mut Participant, next_adapt: &mut Instant) {
+    *next_adapt = Instant::now();
     p.allocator = crate::adapt::allocator::Allocator::new();
     p.prober = crate::adapt::prober::Prober::default();
     p.stall.relearn();
