@@ -11,6 +11,7 @@ pub mod participant;
 pub mod participation;
 mod path;
 pub mod permission;
+pub mod publication;
 mod pump;
 mod resume;
 mod signal;
