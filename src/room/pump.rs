@@ -14,6 +14,11 @@ use tracing::{debug, info, warn};
 use super::{adapt, channel, consult, media, resume, Room, Work};
 use crate::udp::Datagram;
 
+/// An estimate this far below the last one is acted on at once, not at the next tick.
+fn falls(new: u64, old: u64) -> bool {
+    new * 10 < old * 8
+}
+
 /// Due pacer timeouts handled inside one `drive`, so one participant cannot starve the room.
 const MAX_DUE_ROUNDS: u32 = 64;
 
@@ -231,7 +236,7 @@ impl Room {
                     }) => {
                         let new = estimate.as_u64();
                         // A falling estimate is acted on at once, not at the next tick.
-                        if p.estimate_bps.is_some_and(|old| new * 10 < old * 8) {
+                        if p.estimate_bps.is_some_and(|old| falls(new, old)) {
                             self.next_adapt = Instant::now();
                         }
                         tracing::trace!(participant = %p.id, estimate_bps = new, can_probe, "egress estimate");
@@ -245,7 +250,7 @@ impl Room {
                         // A fall the emitted estimate has not shown yet is acted on at once
                         // (see `Participant::gcc_estimate`).
                         if let (Some(new), Some(old)) = (raw, p.gcc_estimate()) {
-                            if new * 10 < old * 8 {
+                            if falls(new, old) {
                                 self.next_adapt = Instant::now();
                             }
                         }
