@@ -6,9 +6,10 @@
 //! meanwhile. Going down, it stops at once: a step down means the subscriber's
 //! link is full, and every packet more of the big layer delays the keyframe that fixes it.
 //! Temporal layers above the target are dropped without leaving gaps in sequence numbers or
-//! picture ids.
+//! picture ids. A layer that stops arriving while a lower one flows gives way to the lower
+//! one at its next keyframe (see `LAYER_SILENT`).
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::rewrite::{InPacket, Rewriter};
 use crate::adapt::layer::Layer;
@@ -46,6 +47,21 @@ pub enum Verdict {
 }
 
 const PICTURE_ID_MOD: u16 = 1 << 15;
+
+/// The layer being forwarded sent nothing for this long while a lower one kept arriving: its
+/// encoder dropped it, and the lower layer takes over at its next keyframe (asked for at once)
+/// instead of when the room's ladder drops the layer, seconds later. Chromium does this after
+/// an outage: its estimate collapsed, it answered the restart's keyframe request on `f`, then
+/// stopped `f` (4 s outage, local: the clinic froze on that one keyframe for 3 s while `q` and
+/// `h` flowed). Several frames even at the lowest temporal layer's 5 fps.
+pub const LAYER_SILENT: Duration = Duration::from_millis(500);
+
+/// A lower layer takes over only after arriving without a break for this long: when a stall of
+/// the publisher's uplink ends, every layer comes back in one burst, and the first packets of a
+/// lower layer would otherwise find the current layer silent and ask for a needless keyframe.
+const TAKE_OVER_RUN: Duration = Duration::from_millis(250);
+/// A break in a layer's packets longer than this ends its run (a 5 fps layer sends every 200 ms).
+const RUN_BREAK: Duration = Duration::from_millis(250);
 
 /// Keeps VP8 picture ids and TL0PICIDX continuous across switches and dropped frames.
 #[derive(Debug, Clone, Default)]
@@ -100,6 +116,10 @@ pub struct VideoForwarder {
     current: Option<u8>,
     rewriter: Rewriter,
     vp8: Vp8Munger,
+    /// When a packet of each spatial layer last arrived.
+    heard: [Option<Instant>; 3],
+    /// Since when each spatial layer has arrived without a break (`RUN_BREAK`).
+    runs: [Option<Instant>; 3],
 }
 
 impl VideoForwarder {
@@ -109,6 +129,8 @@ impl VideoForwarder {
             current: None,
             rewriter: Rewriter::new(90_000, first_seq),
             vp8: Vp8Munger::default(),
+            heard: [None; 3],
+            runs: [None; 3],
         }
     }
 
@@ -148,6 +170,14 @@ impl VideoForwarder {
             ts: p.ts,
             arrival: p.arrival,
         };
+        let spatial = usize::from(p.spatial.min(2));
+        if self.heard[spatial].is_none_or(|t| p.arrival.saturating_duration_since(t) > RUN_BREAK) {
+            self.runs[spatial] = Some(p.arrival);
+        }
+        self.heard[spatial] = Some(p.arrival);
+        if let Some(verdict) = self.fall_back(p, input, target.spatial) {
+            return verdict;
+        }
         if self.current != Some(target.spatial) && p.spatial == target.spatial {
             if !p.keyframe {
                 // The current layer (if any) keeps flowing meanwhile.
@@ -190,6 +220,34 @@ impl VideoForwarder {
             tl0_pic_idx,
             switched: false,
         }
+    }
+
+    /// `p` is of a layer below the current one, which went silent (`LAYER_SILENT`): the
+    /// highest such layer still arriving, up to the target, takes over at its keyframe.
+    /// `None`: not that case.
+    fn fall_back(&mut self, p: VideoPacket, input: InPacket, target: u8) -> Option<Verdict> {
+        let current = self.current?;
+        if p.spatial >= current || p.spatial > target {
+            return None;
+        }
+        let silent = |heard: Option<Instant>| {
+            heard.is_none_or(|t| p.arrival.saturating_duration_since(t) >= LAYER_SILENT)
+        };
+        let running = self.runs[usize::from(p.spatial)]
+            .is_some_and(|t| p.arrival.saturating_duration_since(t) >= TAKE_OVER_RUN);
+        if !silent(self.heard[usize::from(current)]) || !running {
+            return None;
+        }
+        // Another layer between this one and the current is still arriving: that one takes
+        // over (its keyframe usually comes in the same burst as this one's).
+        if (p.spatial + 1..current.min(target + 1)).any(|s| !silent(self.heard[usize::from(s)])) {
+            return Some(Verdict::Drop);
+        }
+        Some(if p.keyframe {
+            self.switch_to(p, input)
+        } else {
+            Verdict::DropNeedKeyframe { spatial: p.spatial }
+        })
     }
 
     /// Starts forwarding `p`'s layer from this keyframe.
@@ -417,6 +475,71 @@ mod tests {
 
         // With a layer flowing, a lower keyframe switches nothing.
         f.set_target(Some(Layer::new(2, 2)));
+        let q_key = src.frame(true)[0];
+        assert_eq!(f.on_packet(q_key), Verdict::Drop);
+        assert_eq!(f.current(), Some(2));
+    }
+
+    #[test]
+    fn a_layer_that_stops_gives_way_to_a_lower_one_at_its_keyframe() {
+        // After an outage Chromium answered the keyframe request on f, then stopped f while q
+        // and h kept coming.
+        let mut src = Source::new();
+        let mut f = VideoForwarder::new(1000);
+        let mut seen = Seen::default();
+        f.set_target(Some(Layer::new(2, 2)));
+        feed(&mut f, src.frame(true), &mut seen);
+        feed(&mut f, src.frame(false), &mut seen);
+        assert_eq!(f.current(), Some(2));
+        let without_f = |frame: [VideoPacket; 3]| [frame[0], frame[1]];
+        // 33 ms a frame: f silent for 495 ms may still come back.
+        for _ in 0..15 {
+            for p in without_f(src.frame(false)) {
+                assert_eq!(f.on_packet(p), Verdict::Drop, "f may still come back");
+            }
+        }
+        // From 500 ms: h's deltas ask for h's keyframe; q, below h, waits.
+        let [q, h] = without_f(src.frame(false));
+        assert_eq!(f.on_packet(q), Verdict::Drop);
+        assert_eq!(f.on_packet(h), Verdict::DropNeedKeyframe { spatial: 1 });
+        assert_eq!(f.current(), Some(2), "no switch on a delta");
+        let before = seen.out.len();
+        let [q, h] = without_f(src.frame(true));
+        assert_eq!(
+            f.on_packet(q),
+            Verdict::Drop,
+            "h is alive: q does not take over"
+        );
+        assert!(matches!(
+            f.on_packet(h),
+            Verdict::Forward { switched: true, .. }
+        ));
+        assert_eq!(f.current(), Some(1), "h took over at its keyframe");
+        assert_eq!(f.switch_pending(), Some(2), "f is still the target");
+        for _ in 0..4 {
+            for p in without_f(src.frame(false)) {
+                if let Verdict::Forward { seq, .. } = f.on_packet(p) {
+                    seen.out.push((seq, 0, 0, 0, p.spatial));
+                }
+            }
+        }
+        assert_eq!(seen.out.len(), before + 4, "h flows");
+        // f comes back: the switch up waits for its keyframe as usual.
+        feed(&mut f, src.frame(true), &mut seen);
+        assert_eq!(f.current(), Some(2));
+
+        // A stall of the whole uplink: every layer comes back in one burst, f's packets a
+        // moment after q's and h's. Nothing asks for a lower keyframe.
+        src.frame += 20; // 660 ms without packets
+        let [q, h, f_] = src.frame(false);
+        assert_eq!(f.on_packet(q), Verdict::Drop, "q's run just began");
+        assert_eq!(f.on_packet(h), Verdict::Drop, "h's run just began");
+        assert!(matches!(f.on_packet(f_), Verdict::Forward { .. }));
+
+        // A layer that keeps flowing is never left for a lower keyframe.
+        for _ in 0..30 {
+            feed(&mut f, src.frame(false), &mut seen);
+        }
         let q_key = src.frame(true)[0];
         assert_eq!(f.on_packet(q_key), Verdict::Drop);
         assert_eq!(f.current(), Some(2));

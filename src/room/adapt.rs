@@ -237,7 +237,13 @@ impl Room {
         self.paused_subscriptions = paused;
 
         for (track, spatial) in keyframes {
-            self.request_keyframe(&track, spatial, now);
+            // A layer not flowing (its publisher just came back, dynacast restarts it) sends a
+            // keyframe when it starts, and its first packets ask for one otherwise
+            // (`Verdict::DropNeedKeyframe`); asked for now, a layer the publisher's estimate
+            // cannot carry yet answers with one keyframe and falls silent again.
+            if self.layer_flowing(&track, spatial, now) {
+                self.request_keyframe(&track, spatial, now);
+            }
         }
         self.dynacast(now);
         for i in 0..self.participants.len() {

@@ -88,6 +88,7 @@ impl Room {
         }
         let track = publication.track.clone();
         let layer = &mut publication.layers[spatial as usize];
+        let keyframes = &mut publication.keyframes;
         layer
             .meter
             .add(now, packet.payload.len() + packet.header.header_len);
@@ -102,7 +103,10 @@ impl Room {
             (_, None) => is_keyframe_start(codec, &packet.payload),
         };
         if keyframe {
-            layer.keyframes.on_keyframe();
+            // Once per keyframe packet: a few a second at most, to trace how long a restart
+            // waited for the publisher's answer.
+            tracing::debug!(%track, spatial, "keyframe received");
+            keyframes.on_keyframe(spatial);
         }
         if let (MediaKind::Audio, Some(level)) = (kind, packet.header.ext_vals.audio_level) {
             self.speakers.on_level(&from, now, level);
@@ -186,6 +190,7 @@ impl Room {
                             switched,
                         } => {
                             if switched {
+                                tracing::debug!(participant = %s.id, %track, spatial, "forwarding from a keyframe");
                                 self.plane.metrics.layer_switches.inc();
                             }
                             let patch = descriptor.and_then(|d| {
@@ -277,6 +282,20 @@ impl Room {
         self.request_keyframe(&track, spatial, Instant::now());
     }
 
+    /// Whether `track`'s publisher sent packets of this spatial layer within
+    /// `forward::video::LAYER_SILENT`.
+    pub(super) fn layer_flowing(&self, track: &TrackId, spatial: u8, now: Instant) -> bool {
+        self.index(track.publisher)
+            .and_then(|i| {
+                self.participants[i]
+                    .publications
+                    .iter()
+                    .find(|x| &x.track == track)
+            })
+            .and_then(|x| x.layers.get(usize::from(spatial)))
+            .is_some_and(|l| l.meter.active(now, crate::forward::video::LAYER_SILENT))
+    }
+
     /// Asks the publisher of `track` for a keyframe of one layer, unless one was asked for
     /// very recently (requests from all subscribers collapse here).
     pub(super) fn request_keyframe(&mut self, track: &TrackId, spatial: u8, now: Instant) {
@@ -284,17 +303,23 @@ impl Room {
             return;
         };
         let p = &mut self.participants[i];
+        if p.unreachable(now) {
+            // Its path is down: the request would be lost, or arrive with the link and hold
+            // back the restart's own (the browser acts on one per track per 300 ms).
+            // `restart_video_of` asks when its media comes back.
+            tracing::debug!(%track, spatial, "keyframe request dropped (publisher silent)");
+            return;
+        }
         let Some(publication) = p.publications.iter_mut().find(|x| &x.track == track) else {
             return;
         };
         if publication.kind != MediaKind::Video {
             return;
         }
-        let layer = &mut publication.layers[spatial.min(2) as usize];
-        match layer.keyframes.on_request(now) {
+        match publication.keyframes.on_request(spatial, now) {
             Decision::Send => {
                 tracing::debug!(%track, spatial, "keyframe request sent");
-                let ssrc = layer.ssrc;
+                let ssrc = publication.layers[usize::from(spatial.min(2))].ssrc;
                 send_pli(p, track, ssrc, &self.plane.metrics);
                 self.drive(i);
             }
@@ -309,12 +334,20 @@ impl Room {
     pub(super) fn poll_keyframe_throttles(&mut self, now: Instant) {
         for i in 0..self.participants.len() {
             let p = &mut self.participants[i];
+            if p.unreachable(now) {
+                // See `request_keyframe`; cancelled, not kept, or the room would wake for them
+                // in a loop.
+                for publication in &mut p.publications {
+                    publication.keyframes.cancel();
+                }
+                continue;
+            }
             let mut due = Vec::new();
             for publication in &mut p.publications {
-                for layer in &mut publication.layers {
-                    if layer.keyframes.poll(now) {
-                        due.push((publication.track.clone(), layer.ssrc));
-                    }
+                while let Some(spatial) = publication.keyframes.poll(now) {
+                    tracing::debug!(track = %publication.track, spatial, "keyframe request sent (held back)");
+                    let ssrc = publication.layers[usize::from(spatial)].ssrc;
+                    due.push((publication.track.clone(), ssrc));
                 }
             }
             if due.is_empty() {

@@ -267,8 +267,7 @@ impl Room {
             .participants
             .iter()
             .flat_map(|p| p.publications.iter())
-            .flat_map(|p| p.layers.iter())
-            .filter_map(|l| l.keyframes.poll_timeout());
+            .filter_map(|p| p.keyframes.poll_timeout());
         self.participants
             .iter()
             .map(|p| p.next_timeout)
@@ -411,6 +410,7 @@ impl Room {
             estimate_bps: None,
             raw_estimate_bps: None,
             link_measured: false,
+            relearned_at: None,
             congestion_cap: None,
             bwe_setting: Default::default(),
             probe_quiet_until: None,

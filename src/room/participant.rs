@@ -206,6 +206,8 @@ pub struct Participant {
     /// str0m's estimate has moved off the configured initial value: it now reflects this
     /// link (str0m reports the initial value as soon as media can flow, before any feedback).
     pub link_measured: bool,
+    /// When `relearn_link` last made the estimate unmeasured (see `resume::measured_again`).
+    pub relearned_at: Option<Instant>,
     /// A cap on the estimate after this participant's send queue overflowed, and when it was
     /// last lowered: GCC can take seconds to notice a link that collapsed.
     pub congestion_cap: Option<CongestionCap>,
@@ -332,6 +334,16 @@ impl Participant {
         } else {
             cap
         }
+    }
+
+    /// Its media path is down (`media_outage`) and its video has not been restarted since:
+    /// keyframe requests to it would be lost. A restart comes with the first packet back,
+    /// before that packet reaches the meters `media_outage` reads.
+    pub fn unreachable(&self, now: Instant) -> bool {
+        self.media_outage(now)
+            && self
+                .video_restarted_at
+                .is_none_or(|t| now.saturating_duration_since(t) >= LAYER_TIMEOUT)
     }
 
     /// No RTP on any track for `LAYER_TIMEOUT`, after some within `OUTAGE_HOLD`: its media

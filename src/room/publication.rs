@@ -24,7 +24,6 @@ pub const OUTAGE_HOLD: Duration = Duration::from_secs(10);
 pub struct InLayer {
     pub ssrc: Option<Ssrc>,
     pub meter: RateMeter,
-    pub keyframes: KeyframeThrottle,
     /// Highest temporal layer id seen (0 when the codec carries none).
     pub max_temporal: u8,
     /// What the layer costs (recent peak), kept while dynacast has the layer stopped.
@@ -87,6 +86,9 @@ pub struct Publication {
     /// Incoming SSRCs and the spatial layer each carries.
     pub ssrcs: Vec<(Ssrc, u8)>,
     pub loss: Option<f32>,
+    /// Keyframe requests to the publisher, for all its layers (the browser throttles them per
+    /// track, not per layer).
+    pub keyframes: KeyframeThrottle,
     /// What this track may send; beyond it packets are dropped on arrival.
     pub budget: crate::forward::budget::IngressBudget,
 }
@@ -104,6 +106,7 @@ impl Publication {
             layers,
             ssrcs: Vec::new(),
             loss: None,
+            keyframes: KeyframeThrottle::default(),
             budget: crate::forward::budget::IngressBudget::new(
                 budget_bps,
                 crate::forward::budget::BURST,

@@ -255,6 +255,8 @@ impl Room {
                             }
                         }
                         p.raw_estimate_bps = raw;
+                        p.link_measured |= raw.is_some()
+                            && super::resume::measured_again(p.relearned_at, Instant::now());
                         tracing::trace!(participant = %p.id, raw_estimate_bps = p.raw_estimate_bps, loss = p.twcc_loss, "peer stats");
                     }
                     Event::MediaEgressStats(s) => {

@@ -144,23 +144,17 @@ impl Room {
                 if let Forwarding::Video(f) = &mut s.forwarding {
                     if s.track.publisher == who {
                         f.restart();
-                        if let Some(layer) = f.target() {
-                            // Several subscribers of one track usually want the same layer: ask
-                            // once (duplicates only inflate the throttle's suppressed count).
-                            let mut want = |spatial: u8| {
-                                if !wanted.iter().any(|(t, l)| *t == s.track && *l == spatial) {
-                                    wanted.push((s.track.clone(), spatial));
-                                }
-                            };
-                            want(layer.spatial);
-                            // The lowest layer's too: a publisher back from an outage has a
-                            // collapsed estimate and its encoder may not send the upper layers
-                            // for seconds (CI, 4 s outage: the clinic waited 3.3 s for the
-                            // patient's `f`), while a keyframe of any lower layer starts the
-                            // picture at once (`VideoForwarder::on_packet`).
-                            if layer.spatial > 0 {
-                                want(0);
-                            }
+                        // The lowest layer's keyframe only: it starts every subscriber's picture
+                        // at once (`VideoForwarder::on_packet` bridges with it), while a
+                        // publisher back from an outage or a move has a collapsed estimate and
+                        // its encoder may not send the upper layers for seconds (CI, 4 s
+                        // outage: the clinic waited 3.3 s for the patient's `f`). Asked for
+                        // anyway, such a layer answers with one keyframe and falls silent
+                        // again, and the subscriber switched to it froze (address-change
+                        // test: 1.4 s). The upper layers are asked for once they flow (see
+                        // `Room::adapt`). Several subscribers of one track: asked once.
+                        if f.target().is_some() && !wanted.contains(&s.track) {
+                            wanted.push(s.track.clone());
                         }
                     }
                 }
@@ -174,14 +168,17 @@ impl Room {
         // (and wait for another keyframe) on the way.
         if let Some(p) = self.participants.iter_mut().find(|p| p.id == who) {
             p.video_restarted_at = Some(now);
+            for publication in &mut p.publications {
+                publication.keyframes.path_restarted();
+            }
             for layer in p.publications.iter_mut().flat_map(|x| x.layers.iter_mut()) {
                 if layer.requested {
                     layer.requested_at = Some(now);
                 }
             }
         }
-        for (track, spatial) in wanted {
-            self.request_keyframe(&track, spatial, now);
+        for track in wanted {
+            self.request_keyframe(&track, 0, now);
         }
     }
 }
@@ -217,6 +214,21 @@ pub fn media_resumed(last: Option<Instant>, restarted: Option<Instant>, now: Ins
     })
 }
 
+/// After `relearn_link`, how long before a once-a-second stats report shows the link as it is
+/// now: a round trip and a feedback interval on a rural link (RTT up to 300 ms, TWCC every
+/// 100 ms), with margin.
+pub const RELEARN_FRESH: Duration = Duration::from_millis(500);
+
+/// Whether str0m's unsmoothed estimate, reported `now`, counts as a measurement of the link
+/// again after `relearn_link`. The emitted estimate counts as soon as it moves (it is emitted
+/// only then); the unsmoothed one is reported every second whether it moved or not, and a
+/// steady link keeps it unchanged for many seconds (1,276,747 bit/s for 15 s before the 4 s
+/// outage), so it counts once the report is late enough to include feedback from after the
+/// relearn. Before any relearn, only a move off the initial value counts (`relearned_at` None).
+pub fn measured_again(relearned_at: Option<Instant>, now: Instant) -> bool {
+    relearned_at.is_some_and(|t| now.saturating_duration_since(t) >= RELEARN_FRESH)
+}
+
 /// After an outage or a move, a subscriber's video starts again from what its link carries
 /// now: the allocation is forgotten (hysteresis, holds, probe back-off) and every video
 /// subscription waits for the allocator's next choice, whose keyframe it then asks for. Kept,
@@ -225,9 +237,16 @@ pub fn media_resumed(last: Option<Instant>, restarted: Option<Instant>, now: Ins
 /// that keyframe was paced into the just-restored link, the step down to `q` 0.4 s later
 /// waited behind it, and video came back 3.3 s after the link (bound 3 s).
 /// `next_adapt` is the room's: the allocation runs at once, so the keyframes asked for are
-/// those of the layers that fit now.
+/// those of the layers that fit now. The estimate is unmeasured again until str0m reports a
+/// new one: at this moment it still shows the link from before the outage (no feedback came
+/// in between), and the fresh allocation picked `f` from it, asked for its keyframe, and
+/// stepped down to `q` at the next report, 70 ms later, with the keyframe already on its way
+/// (4 s outage, local: the patient's view of the clinic back 2.07 s after the link). Unmeasured,
+/// it starts on the smallest layer.
 pub(super) fn relearn_link(p: &mut Participant, next_adapt: &mut Instant) {
     *next_adapt = Instant::now();
+    p.link_measured = false;
+    p.relearned_at = Some(Instant::now());
     p.allocator = crate::adapt::allocator::Allocator::new();
     p.prober = crate::adapt::prober::Prober::default();
     p.stall.relearn();
@@ -241,6 +260,27 @@ pub(super) fn relearn_link(p: &mut Participant, next_adapt: &mut Instant) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_raw_estimate_counts_again_once_it_includes_feedback() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // (relearned at, reported at) -> counts
+        let cases = [
+            (None, t0, false),
+            (Some(t0), t0, false),
+            (Some(t0), t0 + ms(499), false),
+            (Some(t0), t0 + ms(500), true),
+            (Some(t0), t0 + ms(1000), true),
+        ];
+        for (relearned, now, want) in cases {
+            assert_eq!(
+                measured_again(relearned, now),
+                want,
+                "{relearned:?} {now:?}"
+            );
+        }
+    }
 
     #[test]
     fn a_gap_of_a_second_or_more_is_an_outage() {
