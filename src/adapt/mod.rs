@@ -2,6 +2,7 @@
 //! Pure: no IO, time is an argument.
 
 pub mod allocator;
+pub mod delivered;
 pub mod layer;
 pub mod meter;
 pub mod prober;

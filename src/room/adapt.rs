@@ -111,6 +111,7 @@ impl Room {
                 audio_bps,
                 loss: s.link_stats().egress_loss.unwrap_or(0.0),
                 queue_delay: s.rtt_floor.queue_delay(),
+                delivered_bps: s.delivered.bps(now),
                 video,
             };
             let out = s.allocator.update(now, &input);
@@ -161,6 +162,7 @@ impl Room {
                         estimate_bps = input.estimate_bps,
                         audio_bps = input.audio_bps,
                         loss = input.loss,
+                        delivered_bps = input.delivered_bps,
                         ladder = ?input.video.iter().find(|v| &v.key == track).map(|v| &v.ladder),
                         "subscription target"
                     );

@@ -421,6 +421,7 @@ impl Room {
             last_media_at: None,
             video_restarted_at: None,
             twcc_loss: None,
+            delivered: Default::default(),
             quality: None,
             limit: Default::default(),
             limited_since: None,

@@ -227,6 +227,8 @@ pub struct Participant {
     pub video_restarted_at: Option<Instant>,
     /// Fraction of what we sent them in the last second that their TWCC feedback reports lost.
     pub twcc_loss: Option<f32>,
+    /// What their link delivered lately: evidence against an estimate far below it.
+    pub delivered: crate::adapt::delivered::Delivered,
     pub quality: Option<Quality>,
     /// Whether the allocator holds this participant's video back, and since when.
     pub limit: Limit,

@@ -246,6 +246,8 @@ impl Room {
                     }
                     Event::PeerStats(s) => {
                         p.twcc_loss = s.egress_loss_fraction;
+                        p.delivered
+                            .observe(s.timestamp, s.peer_bytes_tx, s.egress_loss_fraction);
                         let raw = s.bwe_tx.map(|b| b.as_u64());
                         // A fall the emitted estimate has not shown yet is acted on at once
                         // (see `Participant::gcc_estimate`).

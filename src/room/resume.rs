@@ -250,6 +250,7 @@ pub(super) fn relearn_link(p: &mut Participant, next_adapt: &mut Instant) {
     p.allocator = crate::adapt::allocator::Allocator::new();
     p.prober = crate::adapt::prober::Prober::default();
     p.stall.relearn();
+    p.delivered.reset();
     for s in &mut p.subscriptions {
         if let Forwarding::Video(f) = &mut s.forwarding {
             f.set_target(None);

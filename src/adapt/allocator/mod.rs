@@ -125,6 +125,9 @@ pub struct Input<K> {
     /// The subscriber's RTT above its recent floor (`queue::RttFloor`): time our packets
     /// wait in a buffer on the way. Above `UP_QUEUE_MAX` nothing steps up.
     pub queue_delay: Duration,
+    /// What the subscriber's link delivered lately (sent less lost, `delivered::Delivered`),
+    /// if known: evidence against an estimate far below it (`link_fails`).
+    pub delivered_bps: Option<u64>,
     pub video: Vec<VideoInput<K>>,
 }
 
@@ -401,9 +404,16 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
 /// loss, GCC at 120 kbit/s with 78 of audio, 1.8 % loss and no standing queue, and the video
 /// paused (a freeze of 6 s with the resume) in 1 of 4 runs. A link that really is too narrow
 /// for what we send shows loss or a queue within a second, and then video pauses.
+/// An estimate far short counts only while nothing contradicts it: a link that delivered
+/// audio and the lowest layer over the last interval (`Input::delivered_bps`) with tolerable
+/// loss and no standing queue carries them, whatever GCC says (the same test: GCC at 60 kbit/s,
+/// audio at 80, the lowest layer arriving with 2.6 % loss, and the video paused for good).
 /// `plain` is the estimate less audio, `lowest_bps` what the lowest layer costs.
 fn link_fails<K>(input: &Input<K>, plain: u64, lowest_bps: u64) -> bool {
-    let far_short = plain < lowest_bps / 2;
+    let carries = input
+        .delivered_bps
+        .is_some_and(|d| d >= input.audio_bps + lowest_bps);
+    let far_short = plain < lowest_bps / 2 && !carries;
     far_short || input.loss > LOSS_TOLERATED || input.queue_delay > UP_QUEUE_MAX
 }
 

@@ -31,6 +31,7 @@ pub(super) fn input(estimate_bps: u64, video: Vec<VideoInput<u32>>) -> Input<u32
         audio_bps: AUDIO,
         loss: 0.0,
         queue_delay: Duration::ZERO,
+        delivered_bps: None,
         video,
     }
 }

@@ -113,15 +113,18 @@ fn loss_alone_does_not_pause_video_the_estimate_still_carries() {
 fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
     let ms = Duration::from_millis;
     // GCC's estimate short of audio (40) + the lowest layer (150), for 10 s on a link with this
-    // loss and standing queue: (name, estimate, loss, queue, paused at the end).
-    let cases: &[(&str, u64, f32, Duration, bool)] = &[
+    // loss, standing queue and delivered rate: (name, estimate, loss, queue, delivered, paused
+    // at the end).
+    type Case = (&'static str, u64, f32, Duration, Option<u64>, bool);
+    let cases: &[Case] = &[
         // The weak-link test's case: GCC's loss control sank below a link that carries.
-        ("short, clean link", 150_000, 0.018, ms(80), false),
+        ("short, clean link", 150_000, 0.018, ms(80), None, false),
         (
             "short, loss beyond what FEC absorbs",
             150_000,
             0.08,
             ms(80),
+            None,
             true,
         ),
         (
@@ -129,6 +132,7 @@ fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
             150_000,
             0.0,
             UP_QUEUE_MAX + ms(50),
+            None,
             true,
         ),
         (
@@ -136,17 +140,60 @@ fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
             100_000,
             0.0,
             ms(0),
+            None,
             true,
         ),
-        ("not short", 200_000, 0.08, UP_QUEUE_MAX + ms(50), false),
+        (
+            "far short, and the link delivers too little",
+            100_000,
+            0.0,
+            ms(0),
+            Some(150_000),
+            true,
+        ),
+        // The weak-link test again, GCC sunk below the audio itself: what arrives says the
+        // estimate is wrong.
+        (
+            "far short, but the link delivers audio and the lowest layer",
+            30_000,
+            0.026,
+            ms(40),
+            Some(AUDIO + Q + 5_000),
+            false,
+        ),
+        (
+            "far short, delivers, but loss beyond what FEC absorbs",
+            30_000,
+            0.08,
+            ms(40),
+            Some(AUDIO + Q + 5_000),
+            true,
+        ),
+        (
+            "far short, delivers, but a standing queue",
+            30_000,
+            0.0,
+            UP_QUEUE_MAX + ms(50),
+            Some(AUDIO + Q + 5_000),
+            true,
+        ),
+        (
+            "not short",
+            200_000,
+            0.08,
+            UP_QUEUE_MAX + ms(50),
+            None,
+            false,
+        ),
     ];
-    for &(name, estimate, loss, queue, paused) in cases {
+    for &(name, estimate, loss, queue, delivered_bps, paused) in cases {
         let t0 = Instant::now();
         let mut a = Allocator::new();
         let mut o = a.update(t0, &input(2_000_000, vec![camera(1)]));
         let i = Input {
             loss,
             queue_delay: queue,
+            delivered_bps,
             ..input(estimate, vec![camera(1)])
         };
         for k in 1..=100 {
