@@ -159,13 +159,43 @@ pub struct Output<K> {
 struct TrackState {
     target: Target,
     /// Since when the wanted allocation has been below the current one.
-    short_since: Option<Instant>,
+    short: Option<Shortfall>,
     /// Since when the wanted allocation has been above the current one.
     room_since: Option<Instant>,
     last_down: Option<Instant>,
     last_up: Option<Instant>,
     /// Current hold after a step down; grows while step ups keep failing.
     up_hold: Duration,
+}
+
+/// A shortfall under way: since when, and the loss reported over it. A pause reads the link
+/// over the whole shortfall, not one second's sample: on rural 3G's 3 % random loss the
+/// per-second figure runs from 0 to 7.5 % (weak-link test), so one sample above
+/// `LOSS_TOLERATED` at the end of a 2 s dip in GCC's estimate would pause a link that carries.
+#[derive(Debug, Clone, Copy)]
+struct Shortfall {
+    since: Instant,
+    loss_sum: f64,
+    samples: u32,
+}
+
+impl Shortfall {
+    fn new(since: Instant) -> Self {
+        Self {
+            since,
+            loss_sum: 0.0,
+            samples: 0,
+        }
+    }
+
+    fn observe(&mut self, loss: f32) {
+        self.loss_sum += f64::from(loss);
+        self.samples += 1;
+    }
+
+    fn mean_loss(&self) -> f32 {
+        (self.loss_sum / f64::from(self.samples.max(1))) as f32
+    }
 }
 
 impl TrackState {
@@ -254,7 +284,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             };
             let state = self.tracks.entry(v.key.clone()).or_insert(TrackState {
                 target: start,
-                short_since: None,
+                short: None,
                 room_since: None,
                 last_down: None,
                 last_up: None,
@@ -289,12 +319,14 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                 want
             } else if short {
                 state.room_since = None;
-                let since = *state.short_since.get_or_insert(now);
-                let waited = now.saturating_duration_since(since);
+                let short = state.short.get_or_insert(Shortfall::new(now));
+                short.observe(input.loss);
+                let waited = now.saturating_duration_since(short.since);
+                let loss = short.mean_loss();
                 match (want, lowest) {
                     (Target::PausedForBandwidth, Some(lowest))
                         if waited < PAUSE_DELAY
-                            || !link_fails(input, plain, rate_of(v, lowest)) =>
+                            || !link_fails(input, loss, plain, rate_of(v, lowest)) =>
                     {
                         if waited >= DOWN_DELAY && current != lowest {
                             // A step towards a pause: set here, so that the shortfall clock
@@ -325,7 +357,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                 && input.queue_delay <= UP_QUEUE_MAX
                 && rank(v, want_up) > rank(v, current)
             {
-                state.short_since = None;
+                state.short = None;
                 let since = *state.room_since.get_or_insert(now);
                 // Paused video comes back at the lowest layer after a short hold, whatever
                 // failed before; later steps up follow the (backed-off) hold.
@@ -343,7 +375,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                     current
                 }
             } else {
-                state.short_since = None;
+                state.short = None;
                 state.room_since = None;
                 current
             };
@@ -358,7 +390,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                         _ => false,
                     };
                 }
-                state.short_since = None;
+                state.short = None;
                 state.room_since = None;
                 state.target = next;
             }
@@ -408,13 +440,14 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
 /// audio and the lowest layer over the last interval (`Input::delivered_bps`) with tolerable
 /// loss and no standing queue carries them, whatever GCC says (the same test: GCC at 60 kbit/s,
 /// audio at 80, the lowest layer arriving with 2.6 % loss, and the video paused for good).
-/// `plain` is the estimate less audio, `lowest_bps` what the lowest layer costs.
-fn link_fails<K>(input: &Input<K>, plain: u64, lowest_bps: u64) -> bool {
+/// `loss` is the mean over the shortfall (`Shortfall`), `plain` the estimate less audio,
+/// `lowest_bps` what the lowest layer costs.
+fn link_fails<K>(input: &Input<K>, loss: f32, plain: u64, lowest_bps: u64) -> bool {
     let carries = input
         .delivered_bps
         .is_some_and(|d| d >= input.audio_bps + lowest_bps);
     let far_short = plain < lowest_bps / 2 && !carries;
-    far_short || input.loss > LOSS_TOLERATED || input.queue_delay > UP_QUEUE_MAX
+    far_short || loss > LOSS_TOLERATED || input.queue_delay > UP_QUEUE_MAX
 }
 
 fn rate_of<K>(v: &VideoInput<K>, t: Target) -> u64 {

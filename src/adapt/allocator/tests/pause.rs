@@ -206,3 +206,31 @@ fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
         }
     }
 }
+
+#[test]
+fn a_pause_reads_the_loss_over_the_whole_shortfall() {
+    // GCC's estimate short of audio + the lowest layer for 10 s on rural 3G's random loss,
+    // whose per-second figure swings around LOSS_TOLERATED: (name, loss in even seconds, in
+    // odd seconds, paused at the end).
+    let cases: &[(&str, f32, f32, bool)] = &[
+        ("swings around the tolerance, mean 4.5 %", 0.02, 0.07, false),
+        ("swings, mean 6 %: the link fails", 0.05, 0.07, true),
+        ("steady 3 %", 0.03, 0.03, false),
+    ];
+    let ms = Duration::from_millis;
+    for &(name, even, odd, paused) in cases {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let mut o = a.update(t0, &input(2_000_000, vec![camera(1)]));
+        for k in 1..=50u64 {
+            let loss = if (k / 5) % 2 == 0 { even } else { odd };
+            let i = Input {
+                loss,
+                ..input(150_000, vec![camera(1)])
+            };
+            o = a.update(t0 + ms(200 * k), &i);
+        }
+        let got = o.targets[0].1 == Target::PausedForBandwidth;
+        assert_eq!(got, paused, "{name}: {:?}", o.targets);
+    }
+}
