@@ -202,7 +202,7 @@ impl Directory {
             self.media.as_bytes(),
         ];
         args.extend(rooms.iter().map(|r| r.as_bytes()));
-        match self.redis.command(&args).await? {
+        match self.redis.heartbeat_command(&args).await? {
             Reply::Array(lost) => Ok(lost
                 .iter()
                 .filter_map(|r| r.as_str().map(str::to_string))

@@ -1,7 +1,9 @@
-//! A small Redis client: one TCP connection, commands one at a time, reconnect on the next
-//! command after any failure. Cluster traffic is a heartbeat a second and a lookup per join,
-//! so there is nothing to pipeline.
+//! A small Redis client: a few TCP connections, one command at a time on each, reconnect on
+//! the next command after any failure. Cluster traffic is a heartbeat a second and a lookup per
+//! join, so there is nothing to pipeline; but joins come in bursts, and the heartbeat must not
+//! wait behind them (see `POOL`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -14,6 +16,12 @@ use super::resp::{self, Reply, RespError};
 /// it) means Redis or the path to it is in trouble: joins must not hang on it, and a heartbeat
 /// must give up well within the node's TTL (2 s) so the next one can try.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+/// Connections for lookups. Joins come in bursts (a clinic's morning, the rejoins after a node
+/// restart), and every command's timeout counts its wait for a connection: with one connection
+/// a burst of 30 joins on a slow machine (CI) queued past `COMMAND_TIMEOUT`, the lookups timed
+/// out in batches, the heartbeat queued behind them failed too, and the node dropped out of the
+/// directory while its consults ran (rooms split across nodes).
+const POOL: usize = 4;
 /// Far more than any reply the directory sends; a server that sends more is not one to trust.
 const MAX_REPLY: usize = 2 << 20;
 
@@ -112,7 +120,11 @@ impl std::str::FromStr for RedisUrl {
 pub struct Redis {
     url: RedisUrl,
     addr_text: String,
-    conn: Mutex<Option<Conn>>,
+    /// The heartbeat's own connection: a node's liveness never waits behind lookups.
+    heartbeat: Mutex<Option<Conn>>,
+    pool: [Mutex<Option<Conn>>; POOL],
+    /// Where the next lookup starts looking for a free connection.
+    next: AtomicUsize,
 }
 
 struct Conn {
@@ -127,7 +139,9 @@ impl Redis {
         let redis = Redis {
             url,
             addr_text,
-            conn: Mutex::new(None),
+            heartbeat: Mutex::new(None),
+            pool: std::array::from_fn(|_| Mutex::new(None)),
+            next: AtomicUsize::new(0),
         };
         redis.command(&[b"PING"]).await?;
         Ok(redis)
@@ -140,7 +154,31 @@ impl Redis {
     /// Runs one command; a `-ERR` reply is `Refused`. After a connection failure the next
     /// command reconnects.
     pub async fn command(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
-        match tokio::time::timeout(COMMAND_TIMEOUT, self.command_untimed(args)).await {
+        self.timed(async {
+            let start = self.next.fetch_add(1, Ordering::Relaxed);
+            let free = (0..POOL)
+                .map(|k| &self.pool[(start + k) % POOL])
+                .find_map(|m| m.try_lock().ok());
+            let slot = match free {
+                Some(slot) => slot,
+                None => self.pool[start % POOL].lock().await,
+            };
+            self.command_on(slot, args).await
+        })
+        .await
+    }
+
+    /// `command` on the heartbeat's own connection.
+    pub async fn heartbeat_command(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
+        self.timed(async { self.command_on(self.heartbeat.lock().await, args).await })
+            .await
+    }
+
+    async fn timed(
+        &self,
+        command: impl std::future::Future<Output = Result<Reply, RedisError>>,
+    ) -> Result<Reply, RedisError> {
+        match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
             Ok(r) => r,
             Err(_) => Err(RedisError::Timeout {
                 addr: self.addr_text.clone(),
@@ -148,8 +186,11 @@ impl Redis {
         }
     }
 
-    async fn command_untimed(&self, args: &[&[u8]]) -> Result<Reply, RedisError> {
-        let mut slot = self.conn.lock().await;
+    async fn command_on(
+        &self,
+        mut slot: tokio::sync::MutexGuard<'_, Option<Conn>>,
+        args: &[&[u8]],
+    ) -> Result<Reply, RedisError> {
         // Out of the slot while in use: if this future is dropped mid-reply (a timeout, a
         // cancelled task), the half-read connection goes with it instead of confusing the next
         // command.
@@ -277,6 +318,63 @@ mod tests {
             assert_eq!(url.to_string(), *shown, "{input}");
             assert_eq!(url.password.as_deref(), *password, "{input}");
         }
+    }
+
+    /// A fake Redis that answers every command with `+PONG` except `HOLD`, which it never
+    /// answers (a lookup stuck behind a slow Redis).
+    async fn holding_server() -> RedisUrl {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 512];
+                    loop {
+                        let Ok(n) = stream.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        while let Ok(Some((Reply::Array(args), used))) = resp::parse(&buf) {
+                            buf.drain(..used);
+                            if args.first().and_then(|a| a.as_str()) != Some("HOLD") {
+                                stream.write_all(b"+PONG\r\n").await.unwrap();
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        format!("redis://127.0.0.1:{port}").parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn lookups_stuck_on_every_connection_do_not_hold_up_the_heartbeat() {
+        let redis = std::sync::Arc::new(Redis::connect(holding_server().await).await.unwrap());
+        let mut stuck = Vec::new();
+        for _ in 0..POOL {
+            let r = redis.clone();
+            stuck.push(tokio::spawn(async move { r.command(&[b"HOLD"]).await }));
+        }
+        // Every pooled connection now waits on a lookup (each took a free one).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(matches!(
+            redis.heartbeat_command(&[b"PING"]).await,
+            Ok(Reply::Status(s)) if s == "PONG"
+        ));
+        // ...while every lookup was still stuck.
+        assert!(stuck.iter().all(|s| !s.is_finished()));
+        for s in stuck {
+            assert!(matches!(s.await.unwrap(), Err(RedisError::Timeout { .. })));
+        }
+        // Connections lost to timeouts reopen on the next command.
+        assert!(matches!(
+            redis.command(&[b"PING"]).await,
+            Ok(Reply::Status(_))
+        ));
     }
 
     #[test]
