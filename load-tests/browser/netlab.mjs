@@ -132,7 +132,7 @@ export async function startLab(profile, { tag = `cl${process.pid % 10000}`, dura
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, CONSULT_ALLOW_OPEN_JOIN: '1', CONSULT_DB_PATH: join(dbDir, 'consults.sqlite'), CONSULT_LOG: process.env.CONSULT_LOG || 'info,consult_sfu::room::adapt=debug' } });
     cleanup.push(() => stopProc(sfu));
     lab.sfuPid = sfu.pid;
-    lab.sfuLog = watch(sfu, 5000);
+    lab.sfuLog = watch(sfu, Number(process.env.LAB_SFU_LOG_LINES) || 5000);
     const m = await lab.sfuLog.waitFor(/CONSULT_READY http=(\S+)/, 30_000, 'consult-sfu');
     lab.base = `http://${m[1]}`;
     if (blockWeakUdp) {

@@ -115,6 +115,17 @@ impl Room {
                 video,
             };
             let out = s.allocator.update(now, &input);
+            for (track, why) in &out.paused {
+                tracing::info!(
+                    participant = %s.id,
+                    %track,
+                    ?why,
+                    estimate_bps = input.estimate_bps,
+                    audio_bps = input.audio_bps,
+                    delivered_bps = input.delivered_bps,
+                    "video paused for bandwidth"
+                );
+            }
             let paused = out
                 .targets
                 .iter()
@@ -162,6 +173,7 @@ impl Room {
                         estimate_bps = input.estimate_bps,
                         audio_bps = input.audio_bps,
                         loss = input.loss,
+                        queue_ms = input.queue_delay.as_millis() as u64,
                         delivered_bps = input.delivered_bps,
                         ladder = ?input.video.iter().find(|v| &v.key == track).map(|v| &v.ladder),
                         "subscription target"

@@ -153,6 +153,19 @@ pub struct Output<K> {
     /// are for. A temporal layer coming back is not one (it needs no probe, and counting it
     /// kept re-arming probes every few seconds into a rural link that had just refused one).
     pub stepped_up: bool,
+    /// Tracks paused in this update, with the evidence that the link fails.
+    pub paused: Vec<(K, LinkFailure)>,
+}
+
+/// Why a link cannot carry the lowest layer beside audio (`link_fails`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LinkFailure {
+    /// Mean loss over the shortfall above `LOSS_TOLERATED`.
+    Loss(f32),
+    /// A standing queue above `UP_QUEUE_MAX`.
+    Queue(Duration),
+    /// The estimate is far short of the lowest layer and nothing delivered contradicts it.
+    FarShort,
 }
 
 #[derive(Debug, Clone)]
@@ -264,6 +277,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
 
         let mut targets = Vec::with_capacity(input.video.len());
         let mut stepped_up = false;
+        let mut paused = Vec::new();
         for (((v, want), want_up), want_keep) in input
             .video
             .iter()
@@ -322,12 +336,14 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                 let short = state.short.get_or_insert(Shortfall::new(now));
                 short.observe(input.loss);
                 let waited = now.saturating_duration_since(short.since);
-                let loss = short.mean_loss();
+                let fails = match (want, lowest) {
+                    (Target::PausedForBandwidth, Some(lowest)) if waited >= PAUSE_DELAY => {
+                        link_fails(input, short.mean_loss(), plain, rate_of(v, lowest))
+                    }
+                    _ => None,
+                };
                 match (want, lowest) {
-                    (Target::PausedForBandwidth, Some(lowest))
-                        if waited < PAUSE_DELAY
-                            || !link_fails(input, loss, plain, rate_of(v, lowest)) =>
-                    {
+                    (Target::PausedForBandwidth, Some(lowest)) if fails.is_none() => {
                         if waited >= DOWN_DELAY && current != lowest {
                             // A step towards a pause: set here, so that the shortfall clock
                             // keeps running (the generic change below would reset it).
@@ -336,7 +352,12 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                         }
                         current
                     }
-                    _ if waited >= DOWN_DELAY => want,
+                    _ if waited >= DOWN_DELAY => {
+                        if let Some(why) = fails {
+                            paused.push((v.key.clone(), why));
+                        }
+                        want
+                    }
                     _ => {
                         // Meanwhile, drop one temporal layer at once: it takes effect without a
                         // keyframe, costs nothing to undo, and relieves the link while the
@@ -423,6 +444,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             probe_bps,
             allocated_bps,
             stepped_up,
+            paused,
         }
     }
 }
@@ -442,12 +464,19 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
 /// audio at 80, the lowest layer arriving with 2.6 % loss, and the video paused for good).
 /// `loss` is the mean over the shortfall (`Shortfall`), `plain` the estimate less audio,
 /// `lowest_bps` what the lowest layer costs.
-fn link_fails<K>(input: &Input<K>, loss: f32, plain: u64, lowest_bps: u64) -> bool {
+fn link_fails<K>(input: &Input<K>, loss: f32, plain: u64, lowest_bps: u64) -> Option<LinkFailure> {
     let carries = input
         .delivered_bps
         .is_some_and(|d| d >= input.audio_bps + lowest_bps);
-    let far_short = plain < lowest_bps / 2 && !carries;
-    far_short || loss > LOSS_TOLERATED || input.queue_delay > UP_QUEUE_MAX
+    if loss > LOSS_TOLERATED {
+        Some(LinkFailure::Loss(loss))
+    } else if input.queue_delay > UP_QUEUE_MAX {
+        Some(LinkFailure::Queue(input.queue_delay))
+    } else if plain < lowest_bps / 2 && !carries {
+        Some(LinkFailure::FarShort)
+    } else {
+        None
+    }
 }
 
 fn rate_of<K>(v: &VideoInput<K>, t: Target) -> u64 {

@@ -113,19 +113,26 @@ fn loss_alone_does_not_pause_video_the_estimate_still_carries() {
 fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
     let ms = Duration::from_millis;
     // GCC's estimate short of audio (40) + the lowest layer (150), for 10 s on a link with this
-    // loss, standing queue and delivered rate: (name, estimate, loss, queue, delivered, paused
-    // at the end).
-    type Case = (&'static str, u64, f32, Duration, Option<u64>, bool);
+    // loss, standing queue and delivered rate: (name, estimate, loss, queue, delivered, why it
+    // paused if it did).
+    type Case = (
+        &'static str,
+        u64,
+        f32,
+        Duration,
+        Option<u64>,
+        Option<&'static str>,
+    );
     let cases: &[Case] = &[
         // The weak-link test's case: GCC's loss control sank below a link that carries.
-        ("short, clean link", 150_000, 0.018, ms(80), None, false),
+        ("short, clean link", 150_000, 0.018, ms(80), None, None),
         (
             "short, loss beyond what FEC absorbs",
             150_000,
             0.08,
             ms(80),
             None,
-            true,
+            Some("loss"),
         ),
         (
             "short, standing queue",
@@ -133,7 +140,7 @@ fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
             0.0,
             UP_QUEUE_MAX + ms(50),
             None,
-            true,
+            Some("queue"),
         ),
         (
             "far short: nothing left for video",
@@ -141,7 +148,7 @@ fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
             0.0,
             ms(0),
             None,
-            true,
+            Some("far"),
         ),
         (
             "far short, and the link delivers too little",
@@ -149,7 +156,7 @@ fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
             0.0,
             ms(0),
             Some(150_000),
-            true,
+            Some("far"),
         ),
         // The weak-link test again, GCC sunk below the audio itself: what arrives says the
         // estimate is wrong.
@@ -159,7 +166,7 @@ fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
             0.026,
             ms(40),
             Some(AUDIO + Q + 5_000),
-            false,
+            None,
         ),
         (
             "far short, delivers, but loss beyond what FEC absorbs",
@@ -167,7 +174,7 @@ fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
             0.08,
             ms(40),
             Some(AUDIO + Q + 5_000),
-            true,
+            Some("loss"),
         ),
         (
             "far short, delivers, but a standing queue",
@@ -175,7 +182,7 @@ fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
             0.0,
             UP_QUEUE_MAX + ms(50),
             Some(AUDIO + Q + 5_000),
-            true,
+            Some("queue"),
         ),
         (
             "not short",
@@ -183,10 +190,10 @@ fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
             0.08,
             UP_QUEUE_MAX + ms(50),
             None,
-            false,
+            None,
         ),
     ];
-    for &(name, estimate, loss, queue, delivered_bps, paused) in cases {
+    for &(name, estimate, loss, queue, delivered_bps, why) in cases {
         let t0 = Instant::now();
         let mut a = Allocator::new();
         let mut o = a.update(t0, &input(2_000_000, vec![camera(1)]));
@@ -196,12 +203,19 @@ fn a_short_estimate_pauses_only_a_link_that_shows_it_fails() {
             delivered_bps,
             ..input(estimate, vec![camera(1)])
         };
+        let mut reasons = Vec::new();
         for k in 1..=100 {
             o = a.update(t0 + ms(100 * k), &i);
+            reasons.extend(o.paused.iter().map(|(_, why)| match why {
+                LinkFailure::Loss(_) => "loss",
+                LinkFailure::Queue(_) => "queue",
+                LinkFailure::FarShort => "far",
+            }));
         }
         let got = o.targets[0].1 == Target::PausedForBandwidth;
-        assert_eq!(got, paused, "{name}: {:?}", o.targets);
-        if !paused {
+        assert_eq!(got, why.is_some(), "{name}: {:?}", o.targets);
+        assert_eq!(reasons, why.into_iter().collect::<Vec<_>>(), "{name}");
+        if why.is_none() {
             assert!(spatial(&o, 1).is_some(), "{name}");
         }
     }
