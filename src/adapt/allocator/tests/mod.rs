@@ -52,6 +52,7 @@ fn budget_fills_to_the_top_when_there_is_room() {
         // Short of audio + the lowest layer, but not far short, on a clean link: kept (see
         // `link_fails`; the table test below has the cases).
         (150_000, Some(0)),
+        // Far short: paused after `FAR_SHORT_DELAY`.
         (100_000, None),
         (40_000, None),
     ];
@@ -59,7 +60,7 @@ fn budget_fills_to_the_top_when_there_is_room() {
         let t0 = Instant::now();
         let mut a = Allocator::new();
         let mut o = a.update(t0, &input(estimate, vec![camera(1)]));
-        for i in 1..=30 {
+        for i in 1..=100 {
             o = a.update(
                 t0 + Duration::from_millis(100 * i),
                 &input(estimate, vec![camera(1)]),
@@ -430,7 +431,7 @@ fn a_layer_is_kept_through_a_small_shortfall_only_while_the_link_is_healthy() {
         dip.loss = loss;
         dip.queue_delay = Duration::from_millis(queue_ms);
         let mut o = o;
-        for i in 1..=30 {
+        for i in 1..=100 {
             o = a.update(t0 + Duration::from_millis(100 * i), &dip);
         }
         assert_eq!(
