@@ -206,6 +206,10 @@ export async function sample(page) {
           pauseSeconds: s.totalPausesDuration ?? 0,
           bytes: s.bytesReceived ?? 0,
           fps: s.framesPerSecond ?? 0,
+          nacks: s.nackCount ?? 0,
+          lost: s.packetsLost ?? 0,
+          packets: s.packetsReceived ?? 0,
+          rtx: s.retransmittedPacketsReceived ?? -1,
         };
       }
       if (s.kind === 'audio') {

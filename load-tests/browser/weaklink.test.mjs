@@ -79,6 +79,10 @@ test('rural-3g subscriber gets the low layer and steady audio; the good one keep
     const goodHeights = settled(series.good).map(({ s }) => s.video?.frameHeight ?? 0);
     const below = goodHeights.filter((h) => h < TOP_HEIGHT).length;
     assert.ok(below <= 2, `good subscriber left the top layer in ${below} samples; publisher sends ${await publisherLayers(pub)}:\n${summary(series.good)}`);
+    // Loss recovery as the weak browser saw it. Its retransmissions count includes the padding
+    // str0m sends as resends of old packets, so it dwarfs the NACKs.
+    const v = last.video;
+    console.log(`rural-3g recovery: weak sent ${v.nacks} NACKs; ${v.lost} of ${v.packets + v.lost} video packets never arrived; ${v.rtx} came on the resend stream (padding included); Chrome counted ${v.freezeCount} freezes, ${v.freezeSeconds.toFixed(2)} s in all`);
     console.log(`rural-3g: weak ${weakHeights.at(-1)}p (${above} of ${weakHeights.length} samples above ${LOW_HEIGHT}p), concealment ${(conceal * 100).toFixed(2)} %, longest freeze ${stall.toFixed(2)} s (sampled ${freeze.toFixed(2)} s); good ${goodHeights.at(-1)}p (${below} of ${goodHeights.length} samples below ${TOP_HEIGHT}p)`);
   } catch (e) {
     console.log(lab.sfuLog?.text().split('\n').filter((l) => /subscription target|WARN|ERROR/.test(l)).slice(-40).join('\n'));

@@ -6,8 +6,6 @@ use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, MediaKind, Mid};
 use tracing::{info, warn};
 
-use std::time::Duration;
-
 use super::participant::{track_kind, Publication, Subscription, SubscriptionState};
 use super::permission;
 use super::Room;
@@ -16,20 +14,6 @@ use crate::ids::{ParticipantId, TrackId};
 use crate::udp::{DemuxCommand, Route};
 
 type SignalError = (ErrorCode, String);
-
-/// str0m's defaults for a subscriber's resend cache, kept.
-const RTX_CACHE_PACKETS: usize = 1024;
-const RTX_CACHE_AGE: Duration = Duration::from_secs(3);
-/// Resends may take this share of what a video stream sent in the last second before str0m
-/// drops the queued ones. str0m's default (0.15) suits fast streams, not the weak subscriber's
-/// 320x180 at its lowest frame rate: 6-10 packets a second, so one resend of a full packet is
-/// already 15 %, and a second loss in that second, or a lost resend asked for again one RTT
-/// later, goes unanswered until the window ages out while the browser holds every later frame
-/// behind the gap. That fits the rare 2.1 s freeze on rural-3g (no pause, no keyframe
-/// request, the held frames decoded in a burst after it) but is not proven to be its cause:
-/// 8 runs with this cap gave longest freezes of 0.4-0.9 s, like the 19 passing runs before.
-/// Half still stops a resend storm on a link that loses most of what it gets.
-const RTX_RATIO_CAP: f32 = 0.5;
 
 impl Room {
     pub(super) fn accept_offer(&mut self, i: usize, sdp: &str) -> Result<(), SignalError> {
@@ -127,14 +111,6 @@ impl Room {
                 s.state = SubscriptionState::Open(m);
                 if s.kind == MediaKind::Video {
                     opened.push(s.track.clone());
-                    match p.rtc.direct_api().stream_tx_by_mid(m, None) {
-                        Some(tx) => tx.set_rtx_cache(
-                            RTX_CACHE_PACKETS,
-                            RTX_CACHE_AGE,
-                            Some(RTX_RATIO_CAP),
-                        ),
-                        None => warn!(participant = %p.id, %m, "no send stream for a video subscription: its resends keep str0m's cap"),
-                    }
                 }
                 true
             }
