@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 use super::layer::{Ladder, Layer};
 use super::shaping::gross;
 
+mod pause;
+use pause::{link_fails, Shortfall};
+pub use pause::{LinkFailure, FAR_SHORT_DELAY, PAUSE_DELAY, PAUSE_LOSS};
+
 /// A shortfall must last this long before stepping down (filters single estimate blips).
 pub const DOWN_DELAY: Duration = Duration::from_millis(300);
-/// Pausing video is the last resort (users see black): only after the lowest layer has not
-/// fitted for this long, and the link shows it (`link_fails`). Until then the lowest layer is
-/// kept.
-pub const PAUSE_DELAY: Duration = Duration::from_secs(2);
 /// The estimate must cover a higher allocation this long before stepping up.
 pub const UP_STABLE: Duration = Duration::from_secs(2);
 /// After stepping down, wait this long before any step up (no oscillation).
@@ -54,23 +54,6 @@ pub const KEEP_MARGIN: f64 = 1.15;
 pub const KEEP_LOSS_MAX: f32 = 0.01;
 /// Random loss up to this much (rural 3G) is left to NACK/FEC and GCC's own loss control.
 pub const LOSS_TOLERATED: f32 = 0.05;
-/// Mean loss over a shortfall above this says the link cannot carry audio and the lowest
-/// layer (`link_fails`). Not `LOSS_TOLERATED`: rural 3G's 3 % random loss, counted over the
-/// 2-3 s of a dip in GCC's estimate at about 70 packets a second, comes out above 5 % often
-/// enough to pause video on a link that carries it (weak-link test: paused with 1.5 % loss in
-/// the last second, no far shortfall, delivered 149 kbit/s against 133 needed); GCC itself
-/// reads 2-10 % as neither rise nor fall. A link really too narrow drops far more (the starved
-/// test: 9-23 %) and builds a queue.
-pub const PAUSE_LOSS: f32 = 0.10;
-/// An estimate far short of the lowest layer pauses video by itself, with no loss or queue to
-/// confirm it, only after this long. GCC's estimate on rural 3G dips to 60-116 kbit/s now and
-/// then (in the traces its delay trend flags overuse every second or two on that link's
-/// jitter, and its loss control turns to decreasing on 3-5 % loss), below audio and the
-/// lowest layer; in the weak-link test such a pause came after 2 s of shortfall, GCC was back
-/// at 218 kbit/s under 7 s after the shortfall began, and the pause with its resume cost 4.9 s
-/// of black. Keeping the layer costs a few thin frames; a link really too narrow shows loss or
-/// a queue and pauses after `PAUSE_DELAY`.
-pub const FAR_SHORT_DELAY: Duration = Duration::from_secs(8);
 /// A standing queue longer than this (RTT above its floor, see `queue`) holds every step up:
 /// the link is already full of what we send, whatever the estimate says.
 pub const UP_QUEUE_MAX: Duration = Duration::from_millis(150);
@@ -174,17 +157,6 @@ pub struct Output<K> {
     pub paused: Vec<(K, LinkFailure)>,
 }
 
-/// Why a link cannot carry the lowest layer beside audio (`link_fails`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum LinkFailure {
-    /// Mean loss over the shortfall above `PAUSE_LOSS`.
-    Loss(f32),
-    /// A standing queue above `UP_QUEUE_MAX`.
-    Queue(Duration),
-    /// The estimate is far short of the lowest layer and nothing delivered contradicts it.
-    FarShort,
-}
-
 #[derive(Debug, Clone)]
 struct TrackState {
     target: Target,
@@ -196,36 +168,6 @@ struct TrackState {
     last_up: Option<Instant>,
     /// Current hold after a step down; grows while step ups keep failing.
     up_hold: Duration,
-}
-
-/// A shortfall under way: since when, and the loss reported over it. A pause reads the link
-/// over the whole shortfall, not one second's sample: on rural 3G's 3 % random loss the
-/// per-second figure runs from 0 to 7.5 % (weak-link test), so one sample above
-/// `LOSS_TOLERATED` at the end of a 2 s dip in GCC's estimate would pause a link that carries.
-#[derive(Debug, Clone, Copy)]
-struct Shortfall {
-    since: Instant,
-    loss_sum: f64,
-    samples: u32,
-}
-
-impl Shortfall {
-    fn new(since: Instant) -> Self {
-        Self {
-            since,
-            loss_sum: 0.0,
-            samples: 0,
-        }
-    }
-
-    fn observe(&mut self, loss: f32) {
-        self.loss_sum += f64::from(loss);
-        self.samples += 1;
-    }
-
-    fn mean_loss(&self) -> f32 {
-        (self.loss_sum / f64::from(self.samples.max(1))) as f32
-    }
 }
 
 impl TrackState {
@@ -463,45 +405,6 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             stepped_up,
             paused,
         }
-    }
-}
-
-/// Whether pausing `v` is warranted beyond GCC's estimate being short of its lowest layer:
-/// the link shows it cannot carry what we send (loss beyond what FEC and NACK absorb, or a
-/// standing queue), or the estimate is far short of the lowest layer.
-///
-/// On a lossy rural link GCC's loss-based control can sink well below the link for seconds
-/// while the link still carries audio and the lowest layer: weak-link test, 300 kbit/s with 3 %
-/// loss, GCC at 120 kbit/s with 78 of audio, 1.8 % loss and no standing queue, and the video
-/// paused (a freeze of 6 s with the resume) in 1 of 4 runs. A link that really is too narrow
-/// for what we send shows loss or a queue within a second, and then video pauses.
-/// An estimate far short counts only while nothing contradicts it: a link that delivered
-/// audio and the lowest layer over the last interval (`Input::delivered_bps`) with tolerable
-/// loss and no standing queue carries them, whatever GCC says (the same test: GCC at 60 kbit/s,
-/// audio at 80, the lowest layer arriving with 2.6 % loss, and the video paused for good).
-/// Loss is the mean over the shortfall (`Shortfall`, `PAUSE_LOSS`); a far shortfall alone
-/// must last `FAR_SHORT_DELAY`. `plain` is the estimate less audio, `lowest_bps` what the
-/// lowest layer costs.
-fn link_fails<K>(
-    input: &Input<K>,
-    short: &Shortfall,
-    now: Instant,
-    plain: u64,
-    lowest_bps: u64,
-) -> Option<LinkFailure> {
-    let carries = input
-        .delivered_bps
-        .is_some_and(|d| d >= input.audio_bps + lowest_bps);
-    let loss = short.mean_loss();
-    let waited = now.saturating_duration_since(short.since);
-    if loss > PAUSE_LOSS {
-        Some(LinkFailure::Loss(loss))
-    } else if input.queue_delay > UP_QUEUE_MAX {
-        Some(LinkFailure::Queue(input.queue_delay))
-    } else if plain < lowest_bps / 2 && !carries && waited >= FAR_SHORT_DELAY {
-        Some(LinkFailure::FarShort)
-    } else {
-        None
     }
 }
 
