@@ -83,7 +83,9 @@ test('rural-3g subscriber gets the low layer and steady audio; the good one keep
     // str0m sends as resends of old packets, so it dwarfs the NACKs.
     const v = last.video;
     console.log(`rural-3g recovery: weak sent ${v.nacks} NACKs; ${v.lost} of ${v.packets + v.lost} video packets never arrived; ${v.rtx} came on the resend stream (padding included); Chrome counted ${v.freezeCount} freezes, ${v.freezeSeconds.toFixed(2)} s in all`);
-    console.log(`rural-3g: weak ${weakHeights.at(-1)}p (${above} of ${weakHeights.length} samples above ${LOW_HEIGHT}p), concealment ${(conceal * 100).toFixed(2)} %, longest freeze ${stall.toFixed(2)} s (sampled ${freeze.toFixed(2)} s); good ${goodHeights.at(-1)}p (${below} of ${goodHeights.length} samples below ${TOP_HEIGHT}p)`);
+    const first = settled(series.weak)[0];
+    const fps = (last.video.framesDecoded - (first.s.video?.framesDecoded ?? 0)) / (series.weak.at(-1).t - first.t);
+    console.log(`rural-3g: weak ${weakHeights.at(-1)}p at ${fps.toFixed(1)} fps after the first 5 s (${above} of ${weakHeights.length} samples above ${LOW_HEIGHT}p), concealment ${(conceal * 100).toFixed(2)} %, longest freeze ${stall.toFixed(2)} s (sampled ${freeze.toFixed(2)} s); good ${goodHeights.at(-1)}p (${below} of ${goodHeights.length} samples below ${TOP_HEIGHT}p)`);
   } catch (e) {
     console.log(lab.sfuLog?.text().split('\n').filter((l) => /subscription target|WARN|ERROR/.test(l)).slice(-40).join('\n'));
     throw e;

@@ -16,8 +16,11 @@ use super::layer::{Ladder, Layer};
 use super::shaping::gross;
 
 mod pause;
+mod temporal;
 use pause::{link_fails, Shortfall};
 pub use pause::{LinkFailure, FAR_SHORT_DELAY, PAUSE_DELAY, PAUSE_LOSS};
+pub use temporal::PEAK_WINDOW;
+use temporal::{at_resolution, PeakEstimate};
 
 /// A shortfall must last this long before stepping down (filters single estimate blips).
 pub const DOWN_DELAY: Duration = Duration::from_millis(300);
@@ -186,6 +189,7 @@ impl TrackState {
 #[derive(Debug, Clone)]
 pub struct Allocator<K> {
     tracks: HashMap<K, TrackState>,
+    peak: PeakEstimate,
 }
 
 impl<K: Clone + Eq + Hash> Default for Allocator<K> {
@@ -198,6 +202,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
     pub fn new() -> Self {
         Self {
             tracks: HashMap::new(),
+            peak: PeakEstimate::default(),
         }
     }
 
@@ -231,18 +236,29 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
         let wanted_up = greedy((budget as f64 / UP_MARGIN) as u64, &input.video);
         let healthy = input.loss <= KEEP_LOSS_MAX && input.queue_delay <= UP_QUEUE_MAX;
         let wanted_keep = greedy((budget as f64 * KEEP_MARGIN) as u64, &input.video);
+        // The frame rate at the lowest resolution follows the peak estimate while the link
+        // shows no trouble (see `temporal`).
+        self.peak.observe(now, input.estimate_bps);
+        let steady =
+            input.measured && input.loss <= LOSS_TOLERATED && input.queue_delay <= UP_QUEUE_MAX;
+        let peak_budget =
+            ((self.peak.get() as f64 * HEADROOM) as u64).saturating_sub(input.audio_bps);
+        let wanted_peak = greedy(peak_budget, &input.video);
+        let wanted_peak_up = greedy((peak_budget as f64 / UP_MARGIN) as u64, &input.video);
         self.tracks
             .retain(|k, _| input.video.iter().any(|v| &v.key == k));
 
         let mut targets = Vec::with_capacity(input.video.len());
         let mut stepped_up = false;
         let mut paused = Vec::new();
-        for (((v, want), want_up), want_keep) in input
+        for (((((v, want), want_up), want_keep), peak), peak_up) in input
             .video
             .iter()
             .zip(wanted)
             .zip(wanted_up)
             .zip(wanted_keep)
+            .zip(wanted_peak)
+            .zip(wanted_peak_up)
         {
             // A new subscription starts where a measured estimate says, but with the lowest
             // layer rather than paused: poor video beats no video, and if even that does not
@@ -283,6 +299,14 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                 start
             } else {
                 want
+            };
+            let (want, want_up) = if steady {
+                (
+                    frame_rate_kept(v, current, want, peak),
+                    frame_rate_raised(v, current, want_up, peak_up),
+                )
+            } else {
+                (want, want_up)
             };
             // Within the keep band on a healthy link the shortfall is noise, not a shortfall.
             let short = rank(v, want) < rank(v, current)
@@ -405,6 +429,42 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             stepped_up,
             paused,
         }
+    }
+}
+
+/// A drop of the frame rate alone (`want` at `current`'s resolution, the lowest) goes no lower
+/// than the peak allows (`temporal`). So does a dip below the lowest step (on rural 3G GCC dips below
+/// audio and the base layer), but only down to it: whether to pause is `link_fails`'s.
+fn frame_rate_kept<K>(v: &VideoInput<K>, current: Target, want: Target, peak: Target) -> Target {
+    match (current, want, at_resolution(v, current, peak)) {
+        (Target::Layer(c), Target::Layer(w), Some(k)) if w.spatial == c.spatial && w < c => {
+            Target::Layer(Layer::new(
+                c.spatial,
+                w.temporal.max(k.temporal.min(c.temporal)),
+            ))
+        }
+        (Target::Layer(c), Target::PausedForBandwidth, Some(k)) => {
+            let kept = Layer::new(c.spatial, k.temporal.min(c.temporal));
+            match v.lowest() {
+                Some(lowest) if lowest.spatial == c.spatial && kept > lowest => Target::Layer(kept),
+                _ => want,
+            }
+        }
+        _ => want,
+    }
+}
+
+/// Where the estimate allows no step up, the peak may still raise the frame rate at
+/// `current`'s resolution, the lowest (`temporal`).
+fn frame_rate_raised<K>(
+    v: &VideoInput<K>,
+    current: Target,
+    want_up: Target,
+    peak_up: Target,
+) -> Target {
+    match at_resolution(v, current, peak_up) {
+        Some(u) if rank(v, Target::Layer(u)) > rank(v, want_up) => Target::Layer(u),
+        _ => want_up,
     }
 }
 

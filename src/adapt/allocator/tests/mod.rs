@@ -334,10 +334,13 @@ fn only_a_higher_resolution_or_a_resume_counts_as_a_step_up() {
     let q_only = ((Q as f64 * 1.2 + AUDIO as f64) / HEADROOM) as u64;
     let o = a.update(t0, &temporal(q_only));
     assert_eq!(o.targets[0].1, Target::Layer(Layer::new(0, 2)));
-    // A shortfall drops a temporal layer at once.
+    // A shortfall the link shows (loss beyond the tolerated) drops a temporal layer at once.
     let o = a.update(
         t0 + Duration::from_millis(100),
-        &temporal(AUDIO + Q * 3 / 4),
+        &Input {
+            loss: LOSS_TOLERATED * 2.0,
+            ..temporal(AUDIO + Q * 3 / 4)
+        },
     );
     assert!(
         matches!(o.targets[0].1, Target::Layer(l) if l.spatial == 0 && l.temporal < 2),

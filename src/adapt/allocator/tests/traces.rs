@@ -163,3 +163,92 @@ fn a_standing_queue_holds_step_ups_but_not_steps_down() {
     ]);
     assert_eq!(edge.last(), Some(&Some(2)), "{edge:?}");
 }
+
+/// Rural 3G as GCC reads it: the estimate swings between a dip and a peak every second or
+/// two (`temporal`). Returns the temporal layer chosen at each 100 ms tick, on a 180p-only
+/// ladder with three temporal layers, for (dip, peak, loss, queue ms, seconds).
+fn run_swinging(dip: u64, peak: u64, loss: f32, queue_ms: u64, seconds: u64) -> Vec<Option<u8>> {
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    let v = VideoInput {
+        ladder: Ladder::from_spatial_rates([Some(Q), None, None], 3),
+        ..camera(1)
+    };
+    (0..seconds * 10)
+        .map(|tick| {
+            // 1.5 s at the peak, then 0.7 s in a dip.
+            let estimate = if tick % 22 < 15 { peak } else { dip };
+            let i = Input {
+                loss,
+                queue_delay: Duration::from_millis(queue_ms),
+                ..input(estimate, vec![v.clone()])
+            };
+            match a.update(t0 + Duration::from_millis(100 * tick), &i).targets[0].1 {
+                Target::Layer(l) => Some(l.temporal),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn gcc_dips_on_a_lossy_link_do_not_take_the_frame_rate() {
+    // Peak: room for audio and 180p at its full rate with the step-up margin; dip: room for
+    // the base layer only.
+    let peak = ((Q as f64 * 1.15 + AUDIO as f64) / HEADROOM) as u64;
+    let dip = ((Q as f64 * 0.3 + AUDIO as f64) / HEADROOM) as u64;
+    // (loss, queue ms) -> share of the last 20 s at the full frame rate, at least / at most
+    let cases: &[(f32, u64, f64, f64)] = &[
+        // Random loss within the tolerated, no queue: the frame rate stays.
+        (0.0, 0, 0.95, 1.0),
+        (0.03, 20, 0.95, 1.0),
+        // The link shows trouble: every dip takes the frame rate, and the hold after each
+        // keeps it down.
+        (LOSS_TOLERATED * 1.5, 0, 0.0, 0.2),
+        (0.0, UP_QUEUE_MAX.as_millis() as u64 + 50, 0.0, 0.2),
+    ];
+    for &(loss, queue_ms, at_least, at_most) in cases {
+        let layers = run_swinging(dip, peak, loss, queue_ms, 30);
+        let last = &layers[100..];
+        assert!(last.iter().all(Option::is_some), "never paused: {layers:?}");
+        let full = last.iter().filter(|t| **t == Some(2)).count() as f64 / last.len() as f64;
+        assert!(
+            (at_least..=at_most).contains(&full),
+            "loss {loss} queue {queue_ms} ms: {:.0} % at the full rate: {layers:?}",
+            full * 100.0
+        );
+    }
+}
+
+#[test]
+fn a_lasting_drop_takes_the_frame_rate_within_two_windows() {
+    // The link really narrows: no dip-and-peak, just lower. The peak forgets the old rate
+    // after one to two `PEAK_WINDOW`s, then the frame rate follows.
+    let t0 = Instant::now();
+    let mut a = Allocator::new();
+    let v = VideoInput {
+        ladder: Ladder::from_spatial_rates([Some(Q), None, None], 3),
+        ..camera(1)
+    };
+    let high = ((Q as f64 * 1.15 + AUDIO as f64) / HEADROOM) as u64;
+    let low = ((Q as f64 * 0.3 + AUDIO as f64) / HEADROOM) as u64;
+    let mut dropped_at = None;
+    for tick in 0..200u64 {
+        let estimate = if tick < 50 { high } else { low };
+        let o = a.update(
+            t0 + Duration::from_millis(100 * tick),
+            &input(estimate, vec![v.clone()]),
+        );
+        if tick == 49 {
+            assert_eq!(o.targets[0].1, Target::Layer(Layer::new(0, 2)));
+        }
+        if tick >= 50 && dropped_at.is_none() && o.targets[0].1 == Target::Layer(Layer::new(0, 0)) {
+            dropped_at = Some(tick - 50);
+        }
+    }
+    let after = dropped_at.expect("the base layer after a lasting drop") * 100;
+    assert!(
+        after as u128 <= (PEAK_WINDOW * 2).as_millis() + 500,
+        "base layer {after} ms after the drop"
+    );
+}
