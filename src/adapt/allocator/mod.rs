@@ -433,8 +433,9 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
 }
 
 /// A drop of the frame rate alone (`want` at `current`'s resolution, the lowest) goes no lower
-/// than the peak allows (`temporal`). So does a dip below the lowest step (on rural 3G GCC dips below
-/// audio and the base layer), but only down to it: whether to pause is `link_fails`'s.
+/// than the peak allows (`temporal`). So does a dip below the lowest step (on rural 3G GCC
+/// dips below audio and the base layer), but only down to it: whether to pause is
+/// `link_fails`'s, once the peak no longer holds the frame rate up.
 fn frame_rate_kept<K>(v: &VideoInput<K>, current: Target, want: Target, peak: Target) -> Target {
     match (current, want, at_resolution(v, current, peak)) {
         (Target::Layer(c), Target::Layer(w), Some(k)) if w.spatial == c.spatial && w < c => {
