@@ -18,7 +18,7 @@ use super::shaping::gross;
 mod pause;
 mod temporal;
 use pause::{link_fails, Shortfall};
-pub use pause::{LinkFailure, FAR_SHORT_DELAY, PAUSE_DELAY, PAUSE_LOSS};
+pub use pause::{LinkFailure, FAR_SHORT_DELAY, LOSS_SETTLE, PAUSE_DELAY, PAUSE_LOSS};
 pub use temporal::PEAK_WINDOW;
 use temporal::{at_resolution, PeakEstimate};
 
@@ -317,7 +317,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
             } else if short {
                 state.room_since = None;
                 let short = state.short.get_or_insert(Shortfall::new(now));
-                short.observe(input.loss);
+                short.observe(now, input.loss);
                 let waited = now.saturating_duration_since(short.since);
                 let fails = match (want, lowest) {
                     (Target::PausedForBandwidth, Some(lowest)) if waited >= PAUSE_DELAY => {
@@ -330,6 +330,7 @@ impl<K: Clone + Eq + Hash> Allocator<K> {
                         if waited >= DOWN_DELAY && current != lowest {
                             // A step towards a pause: set here, so that the shortfall clock
                             // keeps running (the generic change below would reset it).
+                            short.restart_loss(now);
                             state.target = lowest;
                             state.note_down(now);
                         }

@@ -286,3 +286,46 @@ fn a_far_shortfall_alone_pauses_only_when_it_lasts() {
         assert_eq!(reasons, want, "{name}");
     }
 }
+
+#[test]
+fn the_loss_of_a_collapse_under_a_high_layer_does_not_pause_the_lowest() {
+    // The estimate falls from 3 Mbit/s to short of audio + the lowest layer under the top
+    // layer; the link reports the collapse's loss for a while, then what the lowest layer
+    // sees: (name, ms of collapse loss after the fall, loss then, paused 6 s after the fall).
+    let cases: &[(&str, u64, f32, bool)] = &[
+        (
+            "a second of collapse loss, then a link that carries",
+            1_200,
+            0.01,
+            false,
+        ),
+        ("collapse loss, then rural 3 % loss", 1_200, 0.03, false),
+        ("a starved link: the loss stays", 6_000, 0.30, true),
+        ("the lowest layer loses too", 1_200, 0.20, true),
+    ];
+    let ms = Duration::from_millis;
+    for &(name, burst, then, paused) in cases {
+        let t0 = Instant::now();
+        let mut a = Allocator::new();
+        let mut o = a.update(t0, &input(3_000_000, vec![camera(1)]));
+        assert_eq!(spatial(&o, 1), Some(2));
+        let mut paused_at = None;
+        for k in 1..=60u64 {
+            let loss = if 100 * k <= burst { 0.40 } else { then };
+            let i = Input {
+                loss,
+                ..input(150_000, vec![camera(1)])
+            };
+            o = a.update(t0 + ms(100 * k), &i);
+            if o.targets[0].1 == Target::PausedForBandwidth {
+                paused_at.get_or_insert(100 * k);
+            }
+        }
+        assert_eq!(paused_at.is_some(), paused, "{name}: {paused_at:?}");
+        if let Some(at) = paused_at {
+            // The clock runs from the fall; the loss counts from a settle after the step.
+            let latest = (DOWN_DELAY + LOSS_SETTLE + PAUSE_DELAY).as_millis() as u64;
+            assert!(at <= latest, "{name}: paused {at} ms after the fall");
+        }
+    }
+}
